@@ -1,0 +1,3 @@
+//! The only code that speaks to the Tencent Cloud API.
+
+pub mod sign;
