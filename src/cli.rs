@@ -103,6 +103,9 @@ mod tests {
     #[test]
     fn prune_dry_run() {
         let cli = Cli::parse_from(["tcbackup", "prune", "--dry-run"]);
-        assert!(matches!(cli.command, Some(Command::Prune { dry_run: true })));
+        assert!(matches!(
+            cli.command,
+            Some(Command::Prune { dry_run: true })
+        ));
     }
 }

@@ -3,7 +3,9 @@
 //! with resume, verifies it, publishes the set atomically and rotates old
 //! copies. See ARCHITECTURE.md for the map.
 
+pub mod cli;
 pub mod clock;
 pub mod cloud;
 pub mod model;
 pub mod secret;
+pub mod service;
