@@ -7,5 +7,6 @@ pub mod cli;
 pub mod clock;
 pub mod cloud;
 pub mod model;
+pub mod progress;
 pub mod secret;
 pub mod service;
