@@ -6,7 +6,9 @@
 pub mod cli;
 pub mod clock;
 pub mod cloud;
+pub mod logging;
 pub mod model;
 pub mod progress;
 pub mod secret;
 pub mod service;
+pub mod shutdown;
