@@ -56,6 +56,8 @@ struct Inner {
 
 struct FileState {
     bar: Option<ProgressBar>,
+    /// Bytes of this file counted in `bytes_done`.
+    done: u64,
 }
 
 impl std::fmt::Debug for Progress {
@@ -130,8 +132,13 @@ impl Progress {
                 tracing::info!(file = label, size = total, "download started");
             }
         }
-        self.lock_files()
-            .insert(label.to_string(), FileState { bar });
+        self.lock_files().insert(
+            label.to_string(),
+            FileState {
+                bar,
+                done: resumed_from,
+            },
+        );
     }
 
     /// `n` more bytes of `label` are on disk.
@@ -140,7 +147,8 @@ impl Progress {
         if let Some(total_bar) = &self.inner.total_bar {
             total_bar.inc(n);
         }
-        if let Some(state) = self.lock_files().get(label) {
+        if let Some(state) = self.lock_files().get_mut(label) {
+            state.done += n;
             if let Some(bar) = &state.bar {
                 bar.inc(n);
             }
@@ -148,22 +156,31 @@ impl Progress {
         self.maybe_log();
     }
 
-    /// A transfer went back by `n` bytes (the object changed, a 200 answered a range).
-    pub fn rewind(&self, label: &str, n: u64, reason: &str) {
-        self.inner.bytes_done.fetch_sub(
-            n.min(self.inner.bytes_done.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
+    /// The file starts over from byte 0 (the object changed, a 200
+    /// answered a range): its bytes so far no longer count.
+    pub fn restart(&self, label: &str, reason: &str) {
+        let mut files = self.lock_files();
+        let Some(state) = files.get_mut(label) else {
+            return;
+        };
+        let lost = std::mem::take(&mut state.done);
+        let _ = self
+            .inner
+            .bytes_done
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(lost))
+            });
+        if let Some(bar) = &state.bar {
+            bar.set_position(0);
+            bar.set_message(reason.to_string());
+        }
+        drop(files);
         if let Some(total_bar) = &self.inner.total_bar {
             total_bar.set_position(self.inner.bytes_done.load(Ordering::Relaxed));
         }
-        if let Some(state) = self.lock_files().get(label) {
-            if let Some(bar) = &state.bar {
-                bar.set_position(bar.position().saturating_sub(n));
-                bar.set_message(reason.to_string());
-            }
+        if self.inner.multi.is_none() {
+            tracing::warn!(file = label, "{reason}");
         }
-        self.note(label, reason);
     }
 
     /// A remark about one file (retrying, URL refreshed) shown beside its bar or logged.
@@ -270,8 +287,10 @@ mod tests {
         p.advance("a.rdb", 60);
         p.advance("b.rdb", 10);
         assert_eq!(p.totals(), (110, 150));
-        p.rewind("b.rdb", 10, "object changed, starting over");
+        p.restart("b.rdb", "object changed, starting over");
         assert_eq!(p.totals(), (100, 150));
+        p.restart("a.rdb", "range ignored");
+        assert_eq!(p.totals(), (0, 150));
         p.file_finished("a.rdb");
         p.finish();
     }
