@@ -279,3 +279,413 @@ async fn cut_fault_closes_the_connection_before_content_length_then_clears() {
         generated(3, 1000, (1 << 20) - 1000)
     );
 }
+
+#[tokio::test]
+async fn range_past_the_end_is_416_and_multi_range_gets_the_whole_object() {
+    let srv = Server::start().await;
+    srv.put("r", ObjectBody::Bytes(Bytes::from_static(b"0123456789")));
+    let url = srv.url("r");
+    let resp = srv.get(&url, &[("range", "bytes=10-")]).await;
+    assert_eq!(header(&resp, "content-range"), Some("bytes */10"));
+    let (status, code, _) = xml_code(resp).await;
+    assert_eq!((status, code.as_str()), (416, "InvalidRange"));
+
+    let resp = srv.get(&url, &[("range", "bytes=0-1,4-5")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "content-range"), None);
+    assert_eq!(
+        header(&resp, "content-type"),
+        Some("application/octet-stream")
+    );
+    assert_eq!(resp.bytes().await.unwrap(), &b"0123456789"[..]);
+
+    let resp = srv.get(&url, &[("range", "bytes=-3")]).await;
+    assert_eq!(header(&resp, "content-range"), Some("bytes 7-9/10"));
+    assert_eq!(resp.bytes().await.unwrap(), &b"789"[..]);
+}
+
+#[tokio::test]
+async fn if_match_guards_resume_and_if_none_match_gives_304() {
+    let srv = Server::start().await;
+    srv.put("m", ObjectBody::Bytes(Bytes::from_static(b"hello")));
+    let url = srv.url("m");
+    let etag = srv.store.info("m").unwrap().etag;
+
+    let resp = srv
+        .get(&url, &[("range", "bytes=2-"), ("if-match", &etag)])
+        .await;
+    assert_eq!(resp.status(), 206);
+    assert_eq!(resp.bytes().await.unwrap(), &b"llo"[..]);
+
+    let (status, code, _) = xml_code(
+        srv.get(&url, &[("range", "bytes=2-"), ("if-match", "\"0000\"")])
+            .await,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (412, "PreconditionFailed"));
+
+    let resp = srv.get(&url, &[("if-none-match", &etag)]).await;
+    assert_eq!(resp.status(), 304);
+    assert_eq!(header(&resp, "etag"), Some(etag.as_str()));
+    let resp = srv.get(&url, &[("if-none-match", "\"0000\"")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(srv.store.stats("m").statuses(), vec![206, 412, 304, 200]);
+}
+
+#[tokio::test]
+async fn crc_header_is_absent_for_legacy_objects() {
+    let srv = Server::start().await;
+    srv.store
+        .put(
+            "old",
+            ObjectBody::Bytes(Bytes::from_static(b"123456789")),
+            ObjectOptions {
+                legacy_no_crc: true,
+            },
+        )
+        .unwrap();
+    let resp = srv.get(&srv.url("old"), &[]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-cos-hash-crc64ecma"), None);
+    assert_eq!(resp.bytes().await.unwrap(), &b"123456789"[..]);
+}
+
+#[tokio::test]
+async fn file_objects_stream_from_disk_with_ranges() {
+    let srv = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("base.tar.gz");
+    let content = generated(11, 0, 700_001);
+    std::fs::write(&path, &content).unwrap();
+    srv.put("pg/base.tar.gz", ObjectBody::File(path));
+    let url = srv.url("pg/base.tar.gz");
+    let resp = srv.get(&url, &[]).await;
+    let crc = crc64(&content).to_string();
+    assert_eq!(header(&resp, "x-cos-hash-crc64ecma"), Some(crc.as_str()));
+    assert_eq!(resp.bytes().await.unwrap(), content);
+    let resp = srv.get(&url, &[("range", "bytes=300000-600000")]).await;
+    assert_eq!(resp.status(), 206);
+    assert_eq!(resp.bytes().await.unwrap(), &content[300_000..=600_000]);
+}
+
+#[tokio::test]
+async fn generated_objects_are_reproducible_at_any_offset() {
+    let srv = Server::start().await;
+    let len = 3_000_017u64;
+    srv.put("gen", ObjectBody::Generated { seed: 77, len });
+    let url = srv.url("gen");
+    let whole = srv.get(&url, &[]).await.bytes().await.unwrap();
+    assert_eq!(whole.len() as u64, len);
+    assert_eq!(whole, generated(77, 0, len as usize));
+    for (first, last) in [
+        (0u64, 0u64),
+        (1, 8),
+        (7, 300_000),
+        (262_143, 262_145),
+        (2_999_999, 3_000_016),
+    ] {
+        let range = format!("bytes={first}-{last}");
+        let part = srv
+            .get(&url, &[("range", &range)])
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(part, whole[first as usize..=last as usize], "{range}");
+    }
+    // Another store with the same seed serves the same bytes.
+    let other = Server::start().await;
+    other.put("gen", ObjectBody::Generated { seed: 77, len });
+    let again = other
+        .get(&other.url("gen"), &[("range", "bytes=123456-")])
+        .await;
+    assert_eq!(again.bytes().await.unwrap(), whole[123_456..]);
+}
+
+#[tokio::test]
+async fn traffic_limit_outside_cos_bounds_is_400_and_inside_throttles() {
+    let srv = Server::start().await;
+    srv.put(
+        "t",
+        ObjectBody::Generated {
+            seed: 2,
+            len: 64 * 1024,
+        },
+    );
+    let url = srv.url("t");
+    for bad in ["819199", "838860801", "fast"] {
+        let (status, code, _) =
+            xml_code(srv.get(&url, &[("x-cos-traffic-limit", bad)]).await).await;
+        assert_eq!((status, code.as_str()), (400, "InvalidArgument"), "{bad}");
+    }
+    let (status, _, _) = xml_code(
+        srv.get(&format!("{url}&x-cos-traffic-limit=100"), &[])
+            .await,
+    )
+    .await;
+    assert_eq!(status, 400, "query parameter form is checked too");
+
+    // 819200 bit/s = 100 KiB/s: 64 KiB cannot arrive in less than ~0.45 s.
+    let started = std::time::Instant::now();
+    let resp = srv.get(&url, &[("x-cos-traffic-limit", "819200")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap().len(), 64 * 1024);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= std::time::Duration::from_millis(450),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn url_expiring_mid_download_keeps_streaming_but_the_next_request_is_refused() {
+    let srv = Server::start().await;
+    let len = 8u64 << 20;
+    srv.put("big", ObjectBody::Generated { seed: 8, len });
+    let url = srv.store.presign(&srv.base, "big", 60, UrlShape::Wrapped);
+    // Hold the response after its first MiB so it is certainly mid-stream.
+    srv.store.add_fault(
+        FaultTarget::Key("big".into()),
+        Fault::StallAfter(1 << 20),
+        Repeat::Times(1),
+    );
+    let mut resp = srv.get(&url, &[]).await;
+    assert_eq!(resp.status(), 200);
+    let mut got = Vec::with_capacity(len as usize);
+    while got.len() < 1 << 20 {
+        got.extend_from_slice(&resp.chunk().await.unwrap().unwrap());
+    }
+    srv.clock.advance(Duration::seconds(3600));
+    srv.store.release_stalls();
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(got.len() as u64, len);
+    assert_eq!(crc64(&got), srv.store.crc64("big").await.unwrap());
+
+    let resume = format!("bytes={len}-");
+    let (status, code, message) = xml_code(srv.get(&url, &[("range", &resume)]).await).await;
+    assert_eq!(
+        (status, code.as_str(), message.as_str()),
+        (403, "AccessDenied", "Request has expired")
+    );
+}
+
+#[tokio::test]
+async fn server_error_and_deny_faults_answer_xml_for_the_next_n_requests() {
+    let srv = Server::start().await;
+    srv.put("e", ObjectBody::Bytes(Bytes::from_static(b"ok")));
+    srv.put("other", ObjectBody::Bytes(Bytes::from_static(b"ok")));
+    let url = srv.url("e");
+    srv.store.add_fault(
+        FaultTarget::Key("e".into()),
+        Fault::ServerError(503),
+        Repeat::Times(1),
+    );
+    srv.store.add_fault(
+        FaultTarget::Key("e".into()),
+        Fault::ServerError(500),
+        Repeat::Times(1),
+    );
+    srv.store
+        .add_fault(FaultTarget::AnyKey, Fault::Deny, Repeat::Times(2));
+
+    let (status, code, _) = xml_code(srv.get(&url, &[]).await).await;
+    assert_eq!((status, code.as_str()), (503, "ServiceUnavailable"));
+    let (status, code, _) = xml_code(srv.get(&url, &[]).await).await;
+    assert_eq!((status, code.as_str()), (500, "InternalError"));
+    let (status, code, _) = xml_code(srv.get(&url, &[]).await).await;
+    assert_eq!((status, code.as_str()), (403, "AccessDenied"));
+    let (status, code, _) = xml_code(srv.get(&srv.url("other"), &[]).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "AccessDenied"),
+        "AnyKey reaches other keys"
+    );
+    let resp = srv.get(&url, &[]).await;
+    assert_eq!(resp.status(), 200, "all faults used up");
+    assert_eq!(resp.bytes().await.unwrap(), &b"ok"[..]);
+    assert_eq!(srv.store.pending_faults(), 0);
+    assert_eq!(srv.store.stats("e").statuses(), vec![503, 500, 403, 200]);
+}
+
+#[tokio::test]
+async fn ignore_range_fault_answers_200_with_the_whole_body() {
+    let srv = Server::start().await;
+    srv.put("i", ObjectBody::Bytes(Bytes::from_static(b"0123456789")));
+    let url = srv.url("i");
+    srv.store
+        .add_fault(FaultTarget::AnyKey, Fault::IgnoreRange, Repeat::Times(1));
+    let resp = srv.get(&url, &[("range", "bytes=4-")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "content-range"), None);
+    assert_eq!(resp.bytes().await.unwrap(), &b"0123456789"[..]);
+    let resp = srv.get(&url, &[("range", "bytes=4-")]).await;
+    assert_eq!(resp.status(), 206);
+    assert_eq!(resp.bytes().await.unwrap(), &b"456789"[..]);
+}
+
+#[tokio::test]
+async fn stall_fault_sends_headers_and_some_bytes_then_nothing() {
+    let srv = Server::start().await;
+    srv.put(
+        "s",
+        ObjectBody::Generated {
+            seed: 4,
+            len: 100_000,
+        },
+    );
+    srv.store.add_fault(
+        FaultTarget::Key("s".into()),
+        Fault::StallAfter(5000),
+        Repeat::Times(1),
+    );
+    let mut resp = srv.get(&srv.url("s"), &[]).await;
+    assert_eq!(resp.status(), 200);
+    let mut got = Vec::new();
+    while got.len() < 5000 {
+        got.extend_from_slice(&resp.chunk().await.unwrap().unwrap());
+    }
+    assert_eq!(got.len(), 5000);
+    // A client with a 200 ms read timeout gives up here.
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(200), resp.chunk()).await;
+    assert!(waited.is_err(), "no byte may arrive while stalled");
+    assert_eq!(srv.store.stats("s").bytes_served, 5000);
+    drop(resp);
+    // The fault was used once: the next request streams normally.
+    let body = srv.get(&srv.url("s"), &[]).await.bytes().await.unwrap();
+    assert_eq!(body, generated(4, 0, 100_000));
+}
+
+#[tokio::test]
+async fn replace_fault_changes_the_object_mid_download_for_the_next_request() {
+    let srv = Server::start().await;
+    let len = 2u64 << 20;
+    srv.put("x", ObjectBody::Generated { seed: 1, len });
+    let old_etag = srv.store.info("x").unwrap().etag;
+    srv.store.add_fault(
+        FaultTarget::Key("x".into()),
+        Fault::ReplaceAfter {
+            after_bytes: 1 << 20,
+            body: ObjectBody::Generated { seed: 2, len },
+        },
+        Repeat::Times(1),
+    );
+    let url = srv.url("x");
+    let resp = srv.get(&url, &[]).await;
+    assert_eq!(header(&resp, "etag"), Some(old_etag.as_str()));
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(
+        body,
+        generated(1, 0, len as usize),
+        "the running response keeps the old bytes"
+    );
+
+    let new_etag = srv.store.info("x").unwrap().etag;
+    assert_ne!(new_etag, old_etag);
+    let (status, code, _) = xml_code(
+        srv.get(&url, &[("range", "bytes=100-"), ("if-match", &old_etag)])
+            .await,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (412, "PreconditionFailed"));
+    let resp = srv.get(&url, &[("range", "bytes=100-199")]).await;
+    assert_eq!(header(&resp, "etag"), Some(new_etag.as_str()));
+    assert_eq!(resp.bytes().await.unwrap(), generated(2, 100, 100));
+}
+
+#[tokio::test]
+async fn server_wide_rate_cap_applies_per_connection() {
+    let srv = Server::start().await;
+    srv.put(
+        "slow",
+        ObjectBody::Generated {
+            seed: 6,
+            len: 512 * 1024,
+        },
+    );
+    srv.store.set_rate_limit(Some(1 << 20));
+    assert_eq!(srv.store.rate_limit(), Some(1 << 20));
+    let url = srv.url("slow");
+    // Two connections at once, each held to the cap: 512 KiB at 1 MiB/s in
+    // 128 KiB chunks cannot finish before the fourth chunk is due (0.375 s).
+    let started = std::time::Instant::now();
+    let (a, b) = tokio::join!(
+        async { srv.get(&url, &[]).await.bytes().await.unwrap() },
+        async {
+            reqwest::Client::new()
+                .get(&url)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        },
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(a.len(), 512 * 1024);
+    assert_eq!(a, b);
+    assert!(
+        elapsed >= std::time::Duration::from_millis(370),
+        "{elapsed:?}"
+    );
+
+    srv.store.set_rate_limit(None);
+    srv.store.add_fault(
+        FaultTarget::Key("slow".into()),
+        Fault::Slow(1 << 20),
+        Repeat::Times(1),
+    );
+    let started = std::time::Instant::now();
+    let body = srv.get(&url, &[]).await.bytes().await.unwrap();
+    assert_eq!(body.len(), 512 * 1024);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(370));
+}
+
+#[tokio::test]
+async fn router_merges_with_the_api_routes_which_keep_their_paths() {
+    let clock = ManualClock::new();
+    let store = CosStore::new(Arc::new(clock), SECRET_ID, SECRET_KEY);
+    store
+        .put(
+            "k",
+            ObjectBody::Bytes(Bytes::from_static(b"v")),
+            ObjectOptions::default(),
+        )
+        .unwrap();
+    let api = axum::Router::new()
+        .route("/", axum::routing::post(|| async { "api" }))
+        .route(
+            "/latest/meta-data/cam/security-credentials/",
+            axum::routing::get(|| async { "role" }),
+        );
+    let app = api.merge(router(Arc::clone(&store)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+    let text = |r: reqwest::Response| async move { r.text().await.unwrap() };
+    assert_eq!(
+        text(http.post(format!("{base}/")).send().await.unwrap()).await,
+        "api"
+    );
+    assert_eq!(
+        text(
+            http.get(format!("{base}/latest/meta-data/cam/security-credentials/"))
+                .send()
+                .await
+                .unwrap()
+        )
+        .await,
+        "role"
+    );
+    let resp = http
+        .get(format!("{base}/latest/meta-data/other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let url = store.presign(&base, "k", 60, UrlShape::TopLevel);
+    assert_eq!(text(http.get(&url).send().await.unwrap()).await, "v");
+}
