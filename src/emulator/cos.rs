@@ -373,7 +373,8 @@ impl CosStore {
         self.faults().len()
     }
 
-    /// Let every stalled response go on (responses that stall later are not affected).
+    /// Let every stalled response go on. A response that started before this
+    /// call and reaches its stall point afterwards does not stall either.
     pub fn release_stalls(&self) {
         self.stall_release.send_modify(|n| *n += 1);
     }
