@@ -6,6 +6,8 @@
 pub mod cli;
 pub mod clock;
 pub mod cloud;
+pub mod cos;
+pub mod emulator;
 pub mod logging;
 pub mod model;
 pub mod progress;
