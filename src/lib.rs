@@ -5,5 +5,6 @@
 
 pub mod clock;
 pub mod cloud;
+pub mod config;
 pub mod model;
 pub mod secret;
