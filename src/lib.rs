@@ -7,4 +7,5 @@ pub mod clock;
 pub mod cloud;
 pub mod config;
 pub mod model;
+pub mod retention;
 pub mod secret;
