@@ -9,3 +9,4 @@ pub mod config;
 pub mod model;
 pub mod retention;
 pub mod secret;
+pub mod store;
