@@ -1,6 +1,6 @@
 //! Retention: which published sets to keep, as a pure function from (local
 //! sets, policy, now) to a [`RetentionPlan`] with a human reason for every
-//! set.
+//! set, and [`apply()`] which deletes what the plan marks through the store.
 //!
 //! Semantics (design.md §2 "Retention", peers.md §3):
 //! - Per instance (the caller passes one instance's sets) and per kind.
@@ -23,6 +23,7 @@
 //!   every log is kept (there is nothing to anchor them to).
 //! - Set times are start times (the log rule uses a log's finish).
 
+mod apply;
 mod display;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,8 @@ use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Utc};
 
 use crate::config::duration::format_duration;
 use crate::model::BackupKind;
+
+pub use apply::{apply, ApplyReport, RetentionError};
 
 /// UTC+8, the zone Tencent Cloud's API times are written in, and the
 /// default for retention's calendar days.
