@@ -6,11 +6,14 @@
 pub mod cli;
 pub mod clock;
 pub mod cloud;
+pub mod config;
 pub mod cos;
 pub mod emulator;
 pub mod logging;
 pub mod model;
 pub mod progress;
+pub mod retention;
 pub mod secret;
 pub mod service;
 pub mod shutdown;
+pub mod store;

@@ -3,6 +3,5 @@
 //! run lock that keeps two cycles from overlapping.
 
 pub mod healthcheck;
-pub mod lock;
 pub mod metrics;
 pub mod notify;

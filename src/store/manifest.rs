@@ -1,0 +1,279 @@
+//! `manifest.json`: what a published set holds (format 1), its JSON form,
+//! and reading it back with every way it can be unusable named.
+
+use std::io::{self, Read};
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::layout::MANIFEST_FILE;
+use crate::model::{check_file_name, BackupKind, Service, UnsafeFileName};
+
+/// The manifest format this version writes and reads.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// A manifest larger than this is not one tcbackup wrote.
+const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
+/// The contents of `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`MANIFEST_FORMAT`] for sets this version writes.
+    pub format: u32,
+    /// The instance.
+    pub instance_id: String,
+    /// Redis or PostgreSQL.
+    pub service: Service,
+    /// Redis, PostgreSQL base or log.
+    pub kind: BackupKind,
+    /// The API's backup id.
+    pub backup_id: String,
+    /// The instance's region.
+    pub region: String,
+    /// When the backup started (RFC 3339, UTC).
+    #[serde(with = "rfc3339")]
+    pub start: DateTime<Utc>,
+    /// When it finished, if the API said.
+    #[serde(with = "rfc3339_option", default)]
+    pub finish: Option<DateTime<Utc>>,
+    /// When tcbackup published the set.
+    #[serde(with = "rfc3339")]
+    pub published_at: DateTime<Utc>,
+    /// The tcbackup version that published it.
+    pub tcbackup_version: String,
+    /// Every file of the set.
+    pub files: Vec<FileRecord>,
+}
+
+/// One file of a set with its checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// The name the API gave (a plain file name).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the contents, lowercase hex.
+    pub sha256: String,
+    /// CRC-64/XZ (the COS `x-cos-hash-crc64ecma` algorithm) of the
+    /// contents; a decimal string in JSON so that no reader rounds it.
+    #[serde(with = "u64_string")]
+    pub crc64: u64,
+    /// Whether COS sent a CRC64 for the object and it matched.
+    pub crc64_checked_against_cos: bool,
+}
+
+impl Manifest {
+    /// The total size of the set's files.
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|file| file.size).sum()
+    }
+
+    /// Check what a reader relies on: the format, plain file names, hex digests.
+    pub fn check(&self) -> Result<(), ManifestError> {
+        if self.format != MANIFEST_FORMAT {
+            return Err(ManifestError::UnsupportedFormat(self.format));
+        }
+        if self.kind.service() != self.service {
+            return Err(ManifestError::Inconsistent("kind and service disagree"));
+        }
+        if self.files.is_empty() {
+            return Err(ManifestError::Inconsistent("it lists no files"));
+        }
+        for file in &self.files {
+            check_file_name(&file.name).map_err(ManifestError::UnsafeFileName)?;
+            if file.name == MANIFEST_FILE {
+                return Err(ManifestError::Inconsistent(
+                    "a file is named like the manifest",
+                ));
+            }
+            let hex_ok = file.sha256.len() == 64
+                && file
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !hex_ok {
+                return Err(ManifestError::BadDigest(file.name.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Read and check `<dir>/manifest.json`.
+    pub fn read_from(dir: &Path) -> Result<Manifest, ManifestError> {
+        let path = dir.join(MANIFEST_FILE);
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(ManifestError::Missing)
+            }
+            Err(err) => return Err(ManifestError::Unreadable(err)),
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_MANIFEST_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(ManifestError::Unreadable)?;
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::Inconsistent("it is larger than 16 MiB"));
+        }
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(ManifestError::Invalid)?;
+        manifest.check()?;
+        Ok(manifest)
+    }
+}
+
+/// Why a directory's manifest is not usable (so it is not a published set).
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// No `manifest.json`: an incomplete set.
+    #[error("no manifest.json, so not a complete set")]
+    Missing,
+    /// It could not be read.
+    #[error("manifest.json cannot be read")]
+    Unreadable(#[source] io::Error),
+    /// It is not valid manifest JSON.
+    #[error("manifest.json is not a valid manifest")]
+    Invalid(#[source] serde_json::Error),
+    /// It was written by a newer tcbackup.
+    #[error("manifest.json has format {0}, this tcbackup reads format 1")]
+    UnsupportedFormat(u32),
+    /// It names a file that is not a plain name.
+    #[error("manifest.json names an unsafe file")]
+    UnsafeFileName(#[source] UnsafeFileName),
+    /// A SHA-256 is not 64 lowercase hex digits.
+    #[error("manifest.json has a malformed sha256 for {0:?}")]
+    BadDigest(String),
+    /// It contradicts itself or its place.
+    #[error("manifest.json is inconsistent: {0}")]
+    Inconsistent(&'static str),
+}
+
+mod rfc3339 {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+mod rfc3339_option {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        at: &Option<DateTime<Utc>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match at {
+            Some(at) => super::rfc3339::serialize(at, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<DateTime<Utc>>, D::Error> {
+        let text: Option<String> = Option::deserialize(deserializer)?;
+        text.map(|text| {
+            DateTime::parse_from_rfc3339(&text)
+                .map(|at| at.with_timezone(&Utc))
+                .map_err(serde::de::Error::custom)
+        })
+        .transpose()
+    }
+}
+
+mod u64_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&value.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn sample() -> Manifest {
+        Manifest {
+            format: MANIFEST_FORMAT,
+            instance_id: "crs-4y9t57vt".to_string(),
+            service: Service::Redis,
+            kind: BackupKind::Redis,
+            backup_id: "659b0b4d".to_string(),
+            region: "ap-guangzhou".to_string(),
+            start: Utc.with_ymd_and_hms(2024, 12, 31, 15, 59, 59).unwrap(),
+            finish: None,
+            published_at: Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
+            tcbackup_version: "0.1.0".to_string(),
+            files: vec![FileRecord {
+                name: "a-1.rdb".to_string(),
+                size: 3,
+                sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+                    .to_string(),
+                crc64: u64::MAX,
+                crc64_checked_against_cos: true,
+            }],
+        }
+    }
+
+    #[test]
+    fn json_round_trip_keeps_crc_exact_and_times_utc() {
+        let manifest = sample();
+        let json = serde_json::to_string_pretty(&manifest).unwrap();
+        assert!(
+            json.contains("\"crc64\": \"18446744073709551615\""),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"start\": \"2024-12-31T15:59:59Z\""),
+            "{json}"
+        );
+        assert!(json.contains("\"format\": 1"), "{json}");
+        let back: Manifest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, manifest);
+        back.check().unwrap();
+    }
+
+    #[test]
+    fn check_refuses_what_a_reader_cannot_trust() {
+        let mut newer = sample();
+        newer.format = 2;
+        assert!(matches!(
+            newer.check(),
+            Err(ManifestError::UnsupportedFormat(2))
+        ));
+        let mut escaping = sample();
+        escaping.files[0].name = "../../x.rdb".to_string();
+        assert!(matches!(
+            escaping.check(),
+            Err(ManifestError::UnsafeFileName(_))
+        ));
+        let mut bad_digest = sample();
+        bad_digest.files[0].sha256 = "XYZ".to_string();
+        assert!(matches!(
+            bad_digest.check(),
+            Err(ManifestError::BadDigest(_))
+        ));
+        let mut mixed = sample();
+        mixed.kind = BackupKind::PgLog;
+        assert!(matches!(mixed.check(), Err(ManifestError::Inconsistent(_))));
+    }
+}
