@@ -1,6 +1,6 @@
 //! What running under systemd needs beyond the sync cycle: readiness and
-//! watchdog notifications, the metrics textfile, health-check pings and the
-//! run lock that keeps two cycles from overlapping.
+//! watchdog notifications, the metrics textfile and health-check pings.
+//! (The run lock that keeps two cycles from overlapping is the store's.)
 
 pub mod healthcheck;
 pub mod metrics;
