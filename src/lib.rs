@@ -5,5 +5,7 @@
 
 pub mod clock;
 pub mod cloud;
+pub mod cos;
+pub mod emulator;
 pub mod model;
 pub mod secret;

@@ -1,0 +1,152 @@
+//! Per-object request statistics of the fake COS server, so tests can assert
+//! on what the emulator actually served (requests, ranges, statuses, bytes).
+
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// How many request records are kept per key; counters go on past it.
+const MAX_RECORDS: usize = 10_000;
+
+/// One request as the server saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// `GET` or `HEAD`.
+    pub method: String,
+    /// The `Range` header as sent, if any.
+    pub range: Option<String>,
+    /// The status code answered.
+    pub status: u16,
+    /// Body bytes sent so far (final once the response ended).
+    pub bytes_sent: u64,
+}
+
+/// A snapshot of the statistics of one key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectStats {
+    /// Requests received for the key (any outcome).
+    pub requests: u64,
+    /// Body bytes sent for the key, over all responses.
+    pub bytes_served: u64,
+    /// The requests, oldest first (at most 10 000; see `dropped_records`).
+    pub records: Vec<RequestRecord>,
+    /// Requests not kept in `records` because the list was full.
+    pub dropped_records: u64,
+}
+
+impl ObjectStats {
+    /// The status of every recorded request, oldest first.
+    pub fn statuses(&self) -> Vec<u16> {
+        self.records.iter().map(|r| r.status).collect()
+    }
+
+    /// The `Range` header of every recorded request, oldest first.
+    pub fn ranges(&self) -> Vec<Option<String>> {
+        self.records.iter().map(|r| r.range.clone()).collect()
+    }
+
+    /// How many recorded requests were answered with `status`.
+    pub fn count_status(&self, status: u16) -> usize {
+        self.records.iter().filter(|r| r.status == status).count()
+    }
+}
+
+/// Live counters of one request, shared with its body stream.
+#[derive(Debug)]
+pub(crate) struct LiveRecord {
+    method: String,
+    range: Option<String>,
+    status: AtomicU16,
+    bytes: AtomicU64,
+    key: Arc<KeyStats>,
+}
+
+impl LiveRecord {
+    /// Remember the status answered.
+    pub(crate) fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::Relaxed);
+    }
+
+    /// Count `n` body bytes as sent.
+    pub(crate) fn add_bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+        self.key.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Counters of one key.
+#[derive(Debug, Default)]
+pub(crate) struct KeyStats {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+    dropped: AtomicU64,
+    records: Mutex<Vec<Arc<LiveRecord>>>,
+}
+
+impl KeyStats {
+    fn records(&self) -> std::sync::MutexGuard<'_, Vec<Arc<LiveRecord>>> {
+        // A poisoned lock only means a panic elsewhere mid-push; the list is usable.
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Start recording a request.
+    pub(crate) fn begin(self: &Arc<Self>, method: &str, range: Option<&str>) -> Arc<LiveRecord> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let record = Arc::new(LiveRecord {
+            method: method.to_string(),
+            range: range.map(str::to_string),
+            status: AtomicU16::new(0),
+            bytes: AtomicU64::new(0),
+            key: Arc::clone(self),
+        });
+        let mut records = self.records();
+        if records.len() < MAX_RECORDS {
+            records.push(Arc::clone(&record));
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        record
+    }
+
+    /// A snapshot.
+    pub(crate) fn snapshot(&self) -> ObjectStats {
+        let records = self
+            .records()
+            .iter()
+            .map(|r| RequestRecord {
+                method: r.method.clone(),
+                range: r.range.clone(),
+                status: r.status.load(Ordering::Relaxed),
+                bytes_sent: r.bytes.load(Ordering::Relaxed),
+            })
+            .collect();
+        ObjectStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            bytes_served: self.bytes.load(Ordering::Relaxed),
+            records,
+            dropped_records: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_follow_live_counters() {
+        let key = Arc::new(KeyStats::default());
+        let a = key.begin("GET", Some("bytes=0-9"));
+        let b = key.begin("HEAD", None);
+        a.set_status(206);
+        a.add_bytes(4);
+        a.add_bytes(6);
+        b.set_status(200);
+        let snap = key.snapshot();
+        assert_eq!(snap.requests, 2);
+        assert_eq!(snap.bytes_served, 10);
+        assert_eq!(snap.statuses(), vec![206, 200]);
+        assert_eq!(snap.ranges(), vec![Some("bytes=0-9".to_string()), None]);
+        assert_eq!(snap.records[0].bytes_sent, 10);
+        assert_eq!(snap.count_status(200), 1);
+    }
+}
