@@ -25,12 +25,28 @@ const INSTANCE_NOT_FOUND_CODES: &[&str] = &[
 pub struct Catalog {
     client: ApiClient,
     tz: ApiTimeZone,
+    redis_page: u64,
+    pg_page: u64,
 }
 
 impl Catalog {
     /// A catalog calling through `client`, reading API times at `tz`.
     pub fn new(client: ApiClient, tz: ApiTimeZone) -> Self {
-        Self { client, tz }
+        Self {
+            client,
+            tz,
+            redis_page: redis::BACKUPS_LIMIT,
+            pg_page: postgres::LIMIT,
+        }
+    }
+
+    /// Ask for backup listings in pages of these sizes (clamped to the
+    /// documented 1..=100) instead of the maximum. Only tests and the
+    /// emulator demo want smaller pages.
+    pub fn with_page_sizes(mut self, redis_page: u64, pg_page: u64) -> Self {
+        self.redis_page = redis_page.clamp(1, redis::BACKUPS_LIMIT);
+        self.pg_page = pg_page.clamp(1, postgres::LIMIT);
+        self
     }
 
     /// The client in use.
@@ -79,10 +95,17 @@ impl Catalog {
     ) -> Result<Vec<RemoteBackup>, ApiError> {
         let mut backups = match service {
             Service::Redis => {
-                let sets =
-                    redis::list_backups(&self.client, region, instance_id, since, now, self.tz)
-                        .await
-                        .map_err(|e| not_found(e, service, instance_id, region))?;
+                let sets = redis::list_backups(
+                    &self.client,
+                    region,
+                    instance_id,
+                    since,
+                    now,
+                    self.tz,
+                    self.redis_page,
+                )
+                .await
+                .map_err(|e| not_found(e, service, instance_id, region))?;
                 sets.iter()
                     .map(|set| self.redis_backup(set, instance_id, region, now))
                     .collect::<Result<Vec<_>, _>>()?
@@ -104,6 +127,7 @@ impl Catalog {
                         since,
                         now,
                         self.tz,
+                        self.pg_page,
                     )
                     .await
                     .map_err(|e| not_found(e, service, instance_id, region))?;

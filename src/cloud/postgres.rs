@@ -279,7 +279,9 @@ pub async fn describe_instance(
 }
 
 /// Every backup of `kind` of `instance_id` that finished in
-/// `[min_finish, max_finish]`, each once.
+/// `[min_finish, max_finish]`, each once, asked for in pages of `limit`
+/// (clamped to 1..=100; `LIMIT` normally).
+#[allow(clippy::too_many_arguments)]
 pub async fn list_backups(
     client: &ApiClient,
     region: Option<&str>,
@@ -288,20 +290,22 @@ pub async fn list_backups(
     min_finish: DateTime<Utc>,
     max_finish: DateTime<Utc>,
     tz: ApiTimeZone,
+    limit: u64,
 ) -> Result<Vec<PgBackup>, ApiError> {
     let action = kind.list_action();
+    let limit = limit.clamp(1, LIMIT);
     let min_finish_time = tz.format(min_finish);
     let max_finish_time = tz.format(max_finish);
     collect_pages(
         action,
-        LIMIT,
+        limit,
         |b: &PgBackup| b.id.clone(),
         |offset| {
             let request = DescribeBackupsRequest {
                 min_finish_time: min_finish_time.clone(),
                 max_finish_time: max_finish_time.clone(),
                 filters: vec![Filter::instance(instance_id)],
-                limit: LIMIT,
+                limit,
                 offset,
                 order_by: "StartTime".to_string(),
                 order_by_type: "asc".to_string(),

@@ -23,6 +23,13 @@ pub const MAX_WINDOW_DAYS: i64 = 30;
 /// `Status` values of a usable backup: 2 normal, 4 RDB export succeeded.
 pub const FINISHED_STATUSES: [i64; 2] = [2, 4];
 
+/// `Status` filter sent with `DescribeInstanceBackups`: everything not
+/// expired or deleted (1 in progress, 2 normal, 3 exporting, 4 exported).
+/// Without it the API returns only status 2 and the exported ones would be
+/// missed; the in-progress ones are listed for display and skipped by
+/// `is_finished`.
+pub const LISTED_STATUSES: [i64; 4] = [1, 2, 3, 4];
+
 /// `DescribeInstances` request (only the fields used).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -85,6 +92,8 @@ pub struct DescribeInstanceBackupsRequest {
     pub begin_time: String,
     /// Upper bound of the backups' start time (at most 30 days after `begin_time`).
     pub end_time: String,
+    /// Which statuses to list (`LISTED_STATUSES`).
+    pub status: Vec<i64>,
 }
 
 /// `DescribeInstanceBackups` answer.
@@ -237,7 +246,8 @@ pub fn windows(begin: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(DateTime<Utc>, 
 }
 
 /// Every backup of `instance_id` whose start time lies in `[begin, end]`,
-/// in whatever state (see `RedisBackupSet::is_finished`), each once.
+/// in whatever state (see `RedisBackupSet::is_finished`), each once, asked
+/// for in pages of `limit` (clamped to 1..=100; `BACKUPS_LIMIT` normally).
 pub async fn list_backups(
     client: &ApiClient,
     region: Option<&str>,
@@ -245,8 +255,10 @@ pub async fn list_backups(
     begin: DateTime<Utc>,
     end: DateTime<Utc>,
     tz: ApiTimeZone,
+    limit: u64,
 ) -> Result<Vec<RedisBackupSet>, ApiError> {
     let action = "DescribeInstanceBackups";
+    let limit = limit.clamp(1, BACKUPS_LIMIT);
     let mut all: Vec<RedisBackupSet> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (from, to) in windows(begin, end) {
@@ -254,15 +266,16 @@ pub async fn list_backups(
         let end_time = tz.format(to);
         let page_items = collect_pages(
             action,
-            BACKUPS_LIMIT,
+            limit,
             |b: &RedisBackupSet| b.backup_id.clone(),
             |offset| {
                 let request = DescribeInstanceBackupsRequest {
                     instance_id: instance_id.to_string(),
-                    limit: BACKUPS_LIMIT,
+                    limit,
                     offset,
                     begin_time: begin_time.clone(),
                     end_time: end_time.clone(),
+                    status: LISTED_STATUSES.to_vec(),
                 };
                 async move {
                     let answer: DescribeInstanceBackupsResponse = client
@@ -375,12 +388,14 @@ mod tests {
             offset: 200,
             begin_time: "2024-01-01 00:00:00".into(),
             end_time: "2024-01-31 00:00:00".into(),
+            status: LISTED_STATUSES.to_vec(),
         };
         let v = serde_json::to_value(&r).expect("json");
         assert_eq!(v["InstanceId"], "crs-1");
         assert_eq!(v["Limit"], 100);
         assert_eq!(v["Offset"], 200);
         assert_eq!(v["BeginTime"], "2024-01-01 00:00:00");
+        assert_eq!(v["Status"], serde_json::json!([1, 2, 3, 4]));
         let i = DescribeInstancesRequest {
             instance_id: None,
             limit: 1000,
