@@ -689,3 +689,49 @@ async fn router_merges_with_the_api_routes_which_keep_their_paths() {
     let url = store.presign(&base, "k", 60, UrlShape::TopLevel);
     assert_eq!(text(http.get(&url).send().await.unwrap()).await, "v");
 }
+
+#[tokio::test]
+async fn temporary_key_urls_need_their_token_until_it_expires() {
+    let srv = Server::start().await;
+    srv.put(
+        "pg/base.tar.zst",
+        ObjectBody::Bytes(Bytes::from_static(b"pg")),
+    );
+    let expires = srv.clock.now().timestamp() + 1800;
+    srv.store
+        .add_temporary_key("AKIDtmp", "tmpKey", "tok+en/1", expires);
+    assert_eq!(
+        srv.store
+            .presign_temporary(&srv.base, "k", 60, UrlShape::TopLevel, "AKIDnone"),
+        None
+    );
+    let url = srv
+        .store
+        .presign_temporary(
+            &srv.base,
+            "pg/base.tar.zst",
+            43_200,
+            UrlShape::TopLevel,
+            "AKIDtmp",
+        )
+        .unwrap();
+    assert!(
+        url.contains("q-url-param-list=x-cos-security-token&"),
+        "{url}"
+    );
+    assert!(url.ends_with("&x-cos-security-token=tok%2Ben%2F1"), "{url}");
+    let resp = srv.get(&url, &[]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap(), &b"pg"[..]);
+
+    let without = url.replace("&x-cos-security-token=tok%2Ben%2F1", "");
+    let (status, code, _) = xml_code(srv.get(&without, &[]).await).await;
+    assert_eq!((status, code.as_str()), (403, "AccessDenied"));
+    let wrong = url.replace("tok%2Ben%2F1", "tok%2Ben%2F2");
+    let (status, _, _) = xml_code(srv.get(&wrong, &[]).await).await;
+    assert_eq!(status, 403);
+
+    srv.clock.advance(Duration::seconds(1801));
+    let (status, code, _) = xml_code(srv.get(&url, &[]).await).await;
+    assert_eq!((status, code.as_str()), (400, "ExpiredToken"));
+}

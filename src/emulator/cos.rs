@@ -138,12 +138,22 @@ fn crc64_of(body: &ObjectBody, len: u64) -> io::Result<u64> {
     Ok(digest.sum64())
 }
 
+/// A temporary key (STS style): URLs signed with it must carry its token.
+#[derive(Debug, Clone)]
+pub(crate) struct TemporaryKey {
+    pub(crate) secret_key: Secret,
+    pub(crate) token: Secret,
+    /// Unix second after which the token is refused.
+    pub(crate) expires: i64,
+}
+
 /// The fake COS bucket: objects, credentials, faults, rate cap and statistics.
 #[derive(Debug)]
 pub struct CosStore {
     clock: Arc<dyn Clock>,
     secret_id: String,
     secret_key: Secret,
+    temporary: Mutex<HashMap<String, TemporaryKey>>,
     objects: RwLock<HashMap<String, Arc<Version>>>,
     stats: Mutex<HashMap<String, Arc<stats::KeyStats>>>,
     faults: Mutex<faults::Faults>,
@@ -159,6 +169,7 @@ impl CosStore {
             clock,
             secret_id: secret_id.to_string(),
             secret_key: Secret::new(secret_key),
+            temporary: Mutex::new(HashMap::new()),
             objects: RwLock::new(HashMap::new()),
             stats: Mutex::new(HashMap::new()),
             faults: Mutex::new(faults::Faults::default()),
@@ -247,21 +258,99 @@ impl CosStore {
         end: i64,
         shape: UrlShape,
     ) -> String {
+        self.sign_url(
+            base_url,
+            key,
+            start,
+            end,
+            shape,
+            &self.secret_id,
+            self.secret_key.expose(),
+            &[],
+        )
+    }
+
+    /// Accept a temporary key as well: URLs signed with `secret_id` must carry
+    /// `x-cos-security-token=<token>` (query or header) until `expires_unix`;
+    /// after that they get 400 `ExpiredToken`.
+    pub fn add_temporary_key(
+        &self,
+        secret_id: &str,
+        secret_key: &str,
+        token: &str,
+        expires_unix: i64,
+    ) {
+        self.temporary_keys().insert(
+            secret_id.to_string(),
+            TemporaryKey {
+                secret_key: Secret::new(secret_key),
+                token: Secret::new(token),
+                expires: expires_unix,
+            },
+        );
+    }
+
+    /// A presigned GET URL signed with the temporary key `secret_id`, the way
+    /// service-issued links are: `x-cos-security-token` is a signed query
+    /// parameter (`q-url-param-list=x-cos-security-token`). `None` if that key
+    /// was never added.
+    pub fn presign_temporary(
+        &self,
+        base_url: &str,
+        key: &str,
+        lifetime_secs: i64,
+        shape: UrlShape,
+        secret_id: &str,
+    ) -> Option<String> {
+        let temp = self.temporary_key(secret_id)?;
+        let now = self.clock.unix();
+        Some(self.sign_url(
+            base_url,
+            key,
+            now - 60,
+            now + lifetime_secs,
+            shape,
+            secret_id,
+            temp.secret_key.expose(),
+            &[("x-cos-security-token", temp.token.expose())],
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sign_url(
+        &self,
+        base_url: &str,
+        key: &str,
+        start: i64,
+        end: i64,
+        shape: UrlShape,
+        secret_id: &str,
+        secret_key: &str,
+        params: &[(&str, &str)],
+    ) -> String {
         presign_url(
             &Presign {
                 method: "GET",
                 base_url,
                 key,
-                secret_id: &self.secret_id,
+                secret_id,
                 start,
                 end,
-                params: &[],
+                params,
                 sign_host: true,
                 shape,
             },
-            self.secret_key.expose(),
+            secret_key,
         )
         .0
+    }
+
+    pub(crate) fn temporary_key(&self, secret_id: &str) -> Option<TemporaryKey> {
+        self.temporary_keys().get(secret_id).cloned()
+    }
+
+    fn temporary_keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, TemporaryKey>> {
+        self.temporary.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Install a fault for the requests `target` selects; it fires `repeat` times.
@@ -284,7 +373,8 @@ impl CosStore {
         self.faults().len()
     }
 
-    /// Let every stalled response go on (responses that stall later are not affected).
+    /// Let every stalled response go on. A response that started before this
+    /// call and reaches its stall point afterwards does not stall either.
     pub fn release_stalls(&self) {
         self.stall_release.send_modify(|n| *n += 1);
     }

@@ -217,17 +217,18 @@ pub fn sample_base_backup(seed: u64, start: DateTime<Utc>) -> io::Result<Vec<u8>
     build_targz(&members, start.timestamp().max(0) as u64)
 }
 
-/// A log backup archive holding one WAL-like segment (shortened to 256 KiB).
+/// A log backup archive holding one WAL-like segment (shortened to 64 KiB).
 pub fn sample_log_backup(seed: u64, start: DateTime<Utc>, segment: u64) -> io::Result<Vec<u8>> {
     let mut rng = SplitMix::new(seed);
-    let mut wal = Vec::with_capacity(256 * 1024);
-    while wal.len() < 256 * 1024 {
+    const LEN: usize = 64 * 1024;
+    let mut wal = Vec::with_capacity(LEN);
+    while wal.len() < LEN {
         // XLOG page header magic of PostgreSQL 16 (0xD113), then records.
         wal.extend_from_slice(&[0x13, 0xD1, 0x02, 0x00]);
         wal.extend_from_slice(&rng.bytes(60));
         wal.extend_from_slice(&rng.text(8192 - 64));
     }
-    wal.truncate(256 * 1024);
+    wal.truncate(LEN);
     build_targz(
         &[TarMember::File(
             format!("pg_wal/0000000100000000{segment:08X}"),

@@ -2,6 +2,7 @@
 //! checks (signature, then validity window), traffic limit, conditional
 //! headers, Range, and the success headers; the body is streamed by `body`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -17,7 +18,7 @@ use percent_encoding::percent_decode_str;
 use super::body::BodyStream;
 use super::faults::StatusFault;
 use super::CosStore;
-use crate::cos::{CosAuthError, UrlAuth};
+use crate::cos::{signatures_match, CosAuthError, UrlAuth};
 
 /// `x-cos-traffic-limit` bounds in bit/s (§9.5).
 const TRAFFIC_LIMIT_BITS: std::ops::RangeInclusive<u64> = 819_200..=838_860_800;
@@ -26,6 +27,18 @@ const TRAFFIC_LIMIT_BITS: std::ops::RangeInclusive<u64> = 819_200..=838_860_800;
 struct Ctx {
     request_id: String,
     resource: String,
+}
+
+/// One request as the handler sees it.
+struct Request<'a> {
+    method: &'a Method,
+    query: &'a str,
+    headers: &'a HeaderMap,
+    /// The decoded URI path, starting with `/` (what the signature covers).
+    path: &'a str,
+    /// The object key (the path without its leading `/`).
+    key: &'a str,
+    ctx: Ctx,
 }
 
 /// Serve one request (the axum handler of `router`).
@@ -39,129 +52,160 @@ pub(crate) async fn serve(
     let path = percent_decode_str(raw_path)
         .decode_utf8_lossy()
         .into_owned();
-    let key = path.strip_prefix('/').unwrap_or(&path).to_string();
+    let key = path.strip_prefix('/').unwrap_or(&path);
     let host = header_str(&headers, HOST.as_str()).unwrap_or_default();
-    let ctx = Ctx {
-        request_id: new_id(),
-        // Host and path only: the query holds the signature.
-        resource: format!("{host}{raw_path}"),
-    };
     let range = header_str(&headers, RANGE.as_str());
     let record = store
-        .key_stats(&key)
+        .key_stats(key)
         .begin(method.as_str(), range.as_deref());
-    let response = respond(&store, &method, &uri, &headers, &path, &key, &ctx, &record).await;
+    let req = Request {
+        method: &method,
+        query: uri.query().unwrap_or(""),
+        headers: &headers,
+        path: &path,
+        key,
+        ctx: Ctx {
+            request_id: new_id(),
+            // Host and path only: the query holds the signature.
+            resource: format!("{host}{raw_path}"),
+        },
+    };
+    let response = match respond(&store, &req, &record).await {
+        Ok(response) => response,
+        Err(reject) => reject.render(&req.ctx),
+    };
     record.set_status(response.status().as_u16());
     tracing::debug!(%method, %key, status = response.status().as_u16(), "emulated cos request");
     response
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn respond(
-    store: &Arc<CosStore>,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    path: &str,
-    key: &str,
-    ctx: &Ctx,
-    record: &Arc<super::stats::LiveRecord>,
-) -> Response {
-    if key.is_empty() || key.starts_with("latest/meta-data/") {
-        return no_such_key(ctx);
-    }
-    match store.faults().take_status(key) {
-        Some(StatusFault::Deny) => {
-            return error(ctx, StatusCode::FORBIDDEN, "AccessDenied", "Access Denied.");
-        }
+/// A status fault, if one fires for this request.
+fn status_fault(store: &CosStore, req: &Request<'_>) -> Result<(), Reject> {
+    match store.faults().take_status(req.key) {
+        None => Ok(()),
+        Some(StatusFault::Deny) => Err(Reject::new(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "Access Denied.",
+        )),
         Some(StatusFault::ServerError(code)) => {
             let status = StatusCode::from_u16(code)
                 .ok()
                 .filter(|s| s.is_server_error())
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return if status == StatusCode::SERVICE_UNAVAILABLE {
-                error(
-                    ctx,
+            Err(if status == StatusCode::SERVICE_UNAVAILABLE {
+                Reject::new(
                     status,
                     "ServiceUnavailable",
                     "Please reduce your request rate.",
                 )
             } else {
-                error(
-                    ctx,
+                Reject::new(
                     status,
                     "InternalError",
                     "We encountered an internal error. Please try again.",
                 )
-            };
+            })
         }
-        None => {}
     }
+}
 
-    let query = uri.query().unwrap_or("");
-    let auth = match UrlAuth::from_query(query) {
-        Ok(auth) => auth,
-        Err(CosAuthError::MissingParam(_)) => {
-            return error(ctx, StatusCode::FORBIDDEN, "AccessDenied", "Access Denied.");
+/// The presigned-URL checks: parameters, SecretId, signature over the method,
+/// then the validity window.
+fn check_auth(store: &CosStore, req: &Request<'_>) -> Result<UrlAuth, Reject> {
+    let auth = UrlAuth::from_query(req.query).map_err(|err| {
+        let message = match err {
+            CosAuthError::MissingParam(_) => "Access Denied.".to_string(),
+            other => other.to_string(),
+        };
+        Reject::new(StatusCode::FORBIDDEN, "AccessDenied", message)
+    })?;
+    let secret_key = if auth.access_key == store.secret_id {
+        store.secret_key.clone()
+    } else if let Some(temp) = store.temporary_key(&auth.access_key) {
+        let token = header_str(req.headers, "x-cos-security-token")
+            .or_else(|| auth.param("x-cos-security-token").map(str::to_string));
+        if !token.is_some_and(|t| signatures_match(&t, temp.token.expose())) {
+            // Assumed answer: the COS error table names no code for a wrong token.
+            return Err(Reject::new(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "Invalid security token.",
+            ));
         }
-        Err(err) => {
-            return error(ctx, StatusCode::FORBIDDEN, "AccessDenied", &err.to_string());
+        if store.clock.unix() > temp.expires {
+            return Err(Reject::new(
+                StatusCode::BAD_REQUEST,
+                "ExpiredToken",
+                "The provided token has expired.",
+            ));
         }
-    };
-    if auth.access_key != store.secret_id {
-        return error(
-            ctx,
+        temp.secret_key
+    } else {
+        return Err(Reject::new(
             StatusCode::FORBIDDEN,
             "InvalidAccessKeyId",
             "The access key Id you provided does not exist in our records.",
-        );
-    }
-    let signed_header = |name: &str| header_str(headers, name);
+        ));
+    };
+    let signed_header = |name: &str| header_str(req.headers, name);
     if !auth.verify(
-        method.as_str(),
-        path,
+        req.method.as_str(),
+        req.path,
         signed_header,
-        store.secret_key.expose(),
+        secret_key.expose(),
     ) {
-        return error(
-            ctx,
-            StatusCode::FORBIDDEN,
+        return Err(Reject::new(StatusCode::FORBIDDEN,
             "SignatureDoesNotMatch",
             "The calculated signature does not match the signature you provided. Check your key and signing method.",
-        );
+        ));
     }
     // Checked once, when the request arrives: a response already streaming
     // is not affected by the URL expiring later.
     let now = store.clock.unix();
     let (start, end) = auth.validity();
     if now > end || now < start {
-        return error(
-            ctx,
+        return Err(Reject::new(
             StatusCode::FORBIDDEN,
             "AccessDenied",
             "Request has expired",
-        );
+        ));
     }
+    Ok(auth)
+}
 
-    let traffic_limit = header_str(headers, "x-cos-traffic-limit")
+/// The `x-cos-traffic-limit` (header, else query) as bytes/s; 400 outside COS bounds.
+fn traffic_rate(req: &Request<'_>, auth: &UrlAuth) -> Result<Option<u64>, Reject> {
+    let value = header_str(req.headers, "x-cos-traffic-limit")
         .or_else(|| auth.param("x-cos-traffic-limit").map(str::to_string));
-    let traffic_rate = match traffic_limit {
-        None => None,
-        Some(value) => match value.trim().parse::<u64>() {
-            Ok(bits) if TRAFFIC_LIMIT_BITS.contains(&bits) => Some(bits / 8),
-            _ => {
-                return error(
-                    ctx,
-                    StatusCode::BAD_REQUEST,
-                    "InvalidArgument",
-                    "x-cos-traffic-limit must be between 819200 and 838860800 bit/s",
-                );
-            }
-        },
+    let Some(value) = value else {
+        return Ok(None);
     };
+    match value.trim().parse::<u64>() {
+        Ok(bits) if TRAFFIC_LIMIT_BITS.contains(&bits) => Ok(Some(bits / 8)),
+        _ => Err(Reject::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "x-cos-traffic-limit must be between 819200 and 838860800 bit/s",
+        )),
+    }
+}
+
+async fn respond(
+    store: &Arc<CosStore>,
+    req: &Request<'_>,
+    record: &Arc<super::stats::LiveRecord>,
+) -> Result<Response, Reject> {
+    let (key, headers, ctx) = (req.key, req.headers, &req.ctx);
+    if key.is_empty() || key.starts_with("latest/meta-data/") {
+        return Err(Reject::no_such_key());
+    }
+    status_fault(store, req)?;
+    let auth = check_auth(store, req)?;
+    let traffic_rate = traffic_rate(req, &auth)?;
 
     let Some(version) = store.version(key) else {
-        return no_such_key(ctx);
+        return Err(Reject::no_such_key());
     };
     let last_modified = version
         .last_modified
@@ -169,22 +213,21 @@ async fn respond(
         .to_string();
     if let Some(condition) = header_str(headers, IF_MATCH.as_str()) {
         if !etag_matches(&condition, &version.etag) {
-            return error(
-                ctx,
+            return Err(Reject::new(
                 StatusCode::PRECONDITION_FAILED,
                 "PreconditionFailed",
                 "At least one of the pre-conditions you specified did not hold.",
-            );
+            ));
         }
     }
     if let Some(condition) = header_str(headers, IF_NONE_MATCH.as_str()) {
         if etag_matches(&condition, &version.etag) {
-            return build(
+            return Ok(build(
                 base(StatusCode::NOT_MODIFIED, ctx)
                     .header(ETAG, &version.etag)
                     .header(LAST_MODIFIED, &last_modified),
                 Body::empty(),
-            );
+            ));
         }
     }
 
@@ -195,12 +238,11 @@ async fn respond(
             Ok(crc) => Some(crc),
             Err(err) => {
                 tracing::warn!(%key, error = %err, "emulated cos cannot read object");
-                return error(
-                    ctx,
+                return Err(Reject::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "InternalError",
                     "We encountered an internal error. Please try again.",
-                );
+                ));
             }
         }
     };
@@ -210,16 +252,13 @@ async fn respond(
         match parse_range(header_str(headers, RANGE.as_str()).as_deref(), len) {
             RangeRequest::Whole => (StatusCode::OK, 0, len),
             RangeRequest::Unsatisfiable => {
-                let mut response = error(
-                    ctx,
+                let mut reject = Reject::new(
                     StatusCode::RANGE_NOT_SATISFIABLE,
                     "InvalidRange",
                     "The requested range is not satisfiable",
                 );
-                if let Ok(value) = format!("bytes */{len}").parse() {
-                    response.headers_mut().insert(CONTENT_RANGE, value);
-                }
-                return response;
+                reject.unsatisfied_len = Some(len);
+                return Err(reject);
             }
             RangeRequest::Single(a, b) => {
                 if store.faults().take_ignore_range(key) {
@@ -246,8 +285,8 @@ async fn respond(
         // Always the whole-object value, on 206 too (§9.8).
         builder = builder.header("x-cos-hash-crc64ecma", crc.to_string());
     }
-    if *method == Method::HEAD || first == last_exclusive {
-        return build(builder, Body::empty());
+    if *req.method == Method::HEAD || first == last_exclusive {
+        return Ok(build(builder, Body::empty()));
     }
 
     let mut plan = store.faults().take_body(key);
@@ -264,7 +303,7 @@ async fn respond(
         key.to_string(),
         Arc::clone(record),
     );
-    build(builder, Body::from_stream(stream.into_stream()))
+    Ok(build(builder, Body::from_stream(stream.into_stream())))
 }
 
 /// The parsed `Range` header.
@@ -354,13 +393,43 @@ fn build(builder: axum::http::response::Builder, body: Body) -> Response {
     })
 }
 
-fn no_such_key(ctx: &Ctx) -> Response {
-    error(
-        ctx,
-        StatusCode::NOT_FOUND,
-        "NoSuchKey",
-        "The specified key does not exist.",
-    )
+/// A COS error answer, before it is rendered as XML.
+#[derive(Debug)]
+struct Reject {
+    status: StatusCode,
+    code: &'static str,
+    message: Cow<'static, str>,
+    /// For 416: the object length, sent as `Content-Range: bytes */len`.
+    unsatisfied_len: Option<u64>,
+}
+
+impl Reject {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            unsatisfied_len: None,
+        }
+    }
+
+    fn no_such_key() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NoSuchKey",
+            "The specified key does not exist.",
+        )
+    }
+
+    fn render(self, ctx: &Ctx) -> Response {
+        let mut response = error(ctx, self.status, self.code, &self.message);
+        if let Some(len) = self.unsatisfied_len {
+            if let Ok(value) = format!("bytes */{len}").parse() {
+                response.headers_mut().insert(CONTENT_RANGE, value);
+            }
+        }
+        response
+    }
 }
 
 fn xml_escape(s: &str) -> String {
