@@ -1,0 +1,385 @@
+//! `Catalog`: the facade the sync cycle uses. It checks that configured
+//! instances exist, lists their backups of both services as
+//! `model::RemoteBackup`, and resolves a backup into files with fresh
+//! presigned URLs (`model::ResolvedFile`).
+
+use chrono::{DateTime, Utc};
+
+use crate::cloud::client::ApiClient;
+use crate::cloud::error::ApiError;
+use crate::cloud::postgres::{self, PgBackup, PgBackupType};
+use crate::cloud::redis::{self, RedisBackupSet};
+use crate::cloud::times::{ApiTimeZone, TimeError};
+use crate::model::{check_file_name, BackupKind, RemoteBackup, RemoteFile, ResolvedFile, Service};
+use crate::secret::SignedUrl;
+
+/// Error codes meaning "no such instance" (reference §6.6, §7.8).
+const INSTANCE_NOT_FOUND_CODES: &[&str] = &[
+    "ResourceNotFound.InstanceNotExists",
+    "ResourceNotFound.InstanceNotFoundError",
+    "InvalidParameterValue.InstanceNotExist",
+];
+
+/// Lists and resolves backups of both services.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    client: ApiClient,
+    tz: ApiTimeZone,
+    redis_page: u64,
+    pg_page: u64,
+}
+
+impl Catalog {
+    /// A catalog calling through `client`, reading API times at `tz`.
+    pub fn new(client: ApiClient, tz: ApiTimeZone) -> Self {
+        Self {
+            client,
+            tz,
+            redis_page: redis::BACKUPS_LIMIT,
+            pg_page: postgres::LIMIT,
+        }
+    }
+
+    /// Ask for backup listings in pages of these sizes (clamped to the
+    /// documented 1..=100) instead of the maximum. Only tests and the
+    /// emulator demo want smaller pages.
+    pub fn with_page_sizes(mut self, redis_page: u64, pg_page: u64) -> Self {
+        self.redis_page = redis_page.clamp(1, redis::BACKUPS_LIMIT);
+        self.pg_page = pg_page.clamp(1, postgres::LIMIT);
+        self
+    }
+
+    /// The client in use.
+    pub fn client(&self) -> &ApiClient {
+        &self.client
+    }
+
+    /// Check that `instance_id` exists (and the credentials can see it).
+    /// An unknown instance is `ApiError::InstanceNotFound`.
+    pub async fn check_instance(
+        &self,
+        service: Service,
+        instance_id: &str,
+        region: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let found = match service {
+            Service::Redis => redis::describe_instance(&self.client, region, instance_id)
+                .await
+                .map(|i| i.is_some()),
+            Service::Postgres => postgres::describe_instance(&self.client, region, instance_id)
+                .await
+                .map(|i| i.is_some()),
+        }
+        .map_err(|e| not_found(e, service, instance_id, region))?;
+        if found {
+            Ok(())
+        } else {
+            Err(instance_not_found(service, instance_id, region))
+        }
+    }
+
+    /// Every backup of the instance in the window, finished or not (see
+    /// `RemoteBackup::finished`), oldest first. Redis selects on start time
+    /// (`[since, now]`, split into 30-day windows); PostgreSQL selects on
+    /// finish time, for each kind in `pg_kinds` (`PgBase`, `PgLog`; others
+    /// are ignored). PostgreSQL backups carry their one file; Redis backups
+    /// none until `resolve`.
+    pub async fn list_backups(
+        &self,
+        service: Service,
+        instance_id: &str,
+        region: Option<&str>,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+        pg_kinds: &[BackupKind],
+    ) -> Result<Vec<RemoteBackup>, ApiError> {
+        let mut backups = match service {
+            Service::Redis => {
+                let sets = redis::list_backups(
+                    &self.client,
+                    region,
+                    instance_id,
+                    since,
+                    now,
+                    self.tz,
+                    self.redis_page,
+                )
+                .await
+                .map_err(|e| not_found(e, service, instance_id, region))?;
+                sets.iter()
+                    .map(|set| self.redis_backup(set, instance_id, region, now))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            Service::Postgres => {
+                let mut out = Vec::new();
+                for (kind, api_kind) in [
+                    (BackupKind::PgBase, PgBackupType::Base),
+                    (BackupKind::PgLog, PgBackupType::Log),
+                ] {
+                    if !pg_kinds.contains(&kind) {
+                        continue;
+                    }
+                    let list = postgres::list_backups(
+                        &self.client,
+                        region,
+                        instance_id,
+                        api_kind,
+                        since,
+                        now,
+                        self.tz,
+                        self.pg_page,
+                    )
+                    .await
+                    .map_err(|e| not_found(e, service, instance_id, region))?;
+                    for backup in &list {
+                        out.push(self.pg_backup(backup, kind, api_kind, instance_id, region)?);
+                    }
+                }
+                out
+            }
+        };
+        backups.sort_by(|a, b| (a.start, &a.backup_id).cmp(&(b.start, &b.backup_id)));
+        Ok(backups)
+    }
+
+    /// `list_backups` without the unfinished ones: what may be fetched.
+    pub async fn list_finished_backups(
+        &self,
+        service: Service,
+        instance_id: &str,
+        region: Option<&str>,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+        pg_kinds: &[BackupKind],
+    ) -> Result<Vec<RemoteBackup>, ApiError> {
+        let mut all = self
+            .list_backups(service, instance_id, region, since, now, pg_kinds)
+            .await?;
+        all.retain(|b| b.finished);
+        Ok(all)
+    }
+
+    /// Fresh download URLs for every file of `backup`: one per shard for
+    /// Redis (a `FileSize` of 0 fails the backup), the one file for
+    /// PostgreSQL with a link valid `url_lifetime_hours` (0..=36).
+    pub async fn resolve(
+        &self,
+        backup: &RemoteBackup,
+        url_lifetime_hours: u32,
+    ) -> Result<Vec<ResolvedFile>, ApiError> {
+        let region = Some(backup.region.as_str()).filter(|r| !r.is_empty());
+        match backup.kind {
+            BackupKind::Redis => self.resolve_redis(backup, region).await,
+            BackupKind::PgBase | BackupKind::PgLog => {
+                let api_kind = if backup.kind == BackupKind::PgBase {
+                    PgBackupType::Base
+                } else {
+                    PgBackupType::Log
+                };
+                let action = "DescribeBackupDownloadURL";
+                let [file] = backup.files.as_slice() else {
+                    return Err(ApiError::BadResponse {
+                        action: api_kind.list_action().to_string(),
+                        what: format!(
+                            "{} files for postgres backup {} (expected exactly one)",
+                            backup.files.len(),
+                            backup.backup_id
+                        ),
+                    });
+                };
+                check_file_name(&file.name).map_err(|e| ApiError::BadResponse {
+                    action: api_kind.list_action().to_string(),
+                    what: e.to_string(),
+                })?;
+                let url = postgres::download_url(
+                    &self.client,
+                    region,
+                    &backup.instance_id,
+                    api_kind,
+                    &backup.backup_id,
+                    url_lifetime_hours,
+                )
+                .await
+                .map_err(|e| not_found(e, Service::Postgres, &backup.instance_id, region))?;
+                tracing::debug!(action, backup_id = %backup.backup_id, file = %file.name, "resolved download url");
+                Ok(vec![ResolvedFile {
+                    name: file.name.clone(),
+                    expected_size: file.expected_size,
+                    url: SignedUrl::new(url),
+                }])
+            }
+        }
+    }
+
+    async fn resolve_redis(
+        &self,
+        backup: &RemoteBackup,
+        region: Option<&str>,
+    ) -> Result<Vec<ResolvedFile>, ApiError> {
+        let action = "DescribeBackupUrl";
+        let bad = |what: String| ApiError::BadResponse {
+            action: action.to_string(),
+            what,
+        };
+        let infos =
+            redis::backup_urls(&self.client, region, &backup.instance_id, &backup.backup_id)
+                .await
+                .map_err(|e| not_found(e, Service::Redis, &backup.instance_id, region))?;
+        if infos.is_empty() {
+            return Err(bad(format!(
+                "no BackupInfos for backup {}",
+                backup.backup_id
+            )));
+        }
+        let mut files: Vec<ResolvedFile> = Vec::with_capacity(infos.len());
+        for info in infos {
+            check_file_name(&info.file_name).map_err(|e| bad(e.to_string()))?;
+            if info.file_size == 0 {
+                return Err(bad(format!(
+                    "file {} of backup {} with FileSize 0, which the api uses for an invalid file",
+                    info.file_name, backup.backup_id
+                )));
+            }
+            if info.download_url.is_empty() {
+                return Err(bad(format!(
+                    "no DownloadUrl for file {} of backup {}",
+                    info.file_name, backup.backup_id
+                )));
+            }
+            if files.iter().any(|f| f.name == info.file_name) {
+                return Err(bad(format!(
+                    "file name {} twice in backup {}",
+                    info.file_name, backup.backup_id
+                )));
+            }
+            files.push(ResolvedFile {
+                name: info.file_name,
+                expected_size: info.file_size,
+                url: SignedUrl::new(info.download_url),
+            });
+        }
+        tracing::debug!(action, backup_id = %backup.backup_id, files = files.len(), "resolved download urls");
+        Ok(files)
+    }
+
+    fn redis_backup(
+        &self,
+        set: &RedisBackupSet,
+        instance_id: &str,
+        region: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<RemoteBackup, ApiError> {
+        let action = "DescribeInstanceBackups";
+        let time_err = |field: &'static str| {
+            let item = set.backup_id.clone();
+            move |source: TimeError| ApiError::Time {
+                action: action.to_string(),
+                field,
+                item,
+                source,
+            }
+        };
+        let start = self
+            .tz
+            .parse(&set.start_time)
+            .map_err(time_err("StartTime"))?;
+        let finish = self
+            .tz
+            .parse_optional(&set.end_time)
+            .map_err(time_err("EndTime"))?;
+        let expire = self
+            .tz
+            .parse_optional(&set.expire_time)
+            .map_err(time_err("ExpireTime"))?;
+        // An expired backup's files are gone, whatever its status says.
+        let finished = set.is_finished() && expire.is_none_or(|at| at > now);
+        Ok(RemoteBackup {
+            instance_id: instance_id.to_string(),
+            region: region
+                .map(str::to_string)
+                .unwrap_or_else(|| set.region.clone()),
+            backup_id: set.backup_id.clone(),
+            kind: BackupKind::Redis,
+            start,
+            finish,
+            expire,
+            finished,
+            status: set.status.to_string(),
+            files: Vec::new(),
+        })
+    }
+
+    fn pg_backup(
+        &self,
+        backup: &PgBackup,
+        kind: BackupKind,
+        api_kind: PgBackupType,
+        instance_id: &str,
+        region: Option<&str>,
+    ) -> Result<RemoteBackup, ApiError> {
+        let action = api_kind.list_action();
+        let time_err = |field: &'static str| {
+            let item = backup.id.clone();
+            move |source: TimeError| ApiError::Time {
+                action: action.to_string(),
+                field,
+                item,
+                source,
+            }
+        };
+        let start = self
+            .tz
+            .parse(&backup.start_time)
+            .map_err(time_err("StartTime"))?;
+        let finish = self
+            .tz
+            .parse_optional(&backup.finish_time)
+            .map_err(time_err("FinishTime"))?;
+        let expire = self
+            .tz
+            .parse_optional(&backup.expire_time)
+            .map_err(time_err("ExpireTime"))?;
+        let files = if backup.name.is_empty() {
+            Vec::new()
+        } else {
+            vec![RemoteFile {
+                name: backup.name.clone(),
+                expected_size: backup.size,
+            }]
+        };
+        Ok(RemoteBackup {
+            instance_id: instance_id.to_string(),
+            region: region.unwrap_or_default().to_string(),
+            backup_id: backup.id.clone(),
+            kind,
+            start,
+            finish,
+            expire,
+            finished: backup.is_finished(),
+            status: backup.state.clone(),
+            files,
+        })
+    }
+}
+
+fn instance_not_found(service: Service, instance_id: &str, region: Option<&str>) -> ApiError {
+    ApiError::InstanceNotFound {
+        service,
+        instance_id: instance_id.to_string(),
+        region: region.unwrap_or("(default)").to_string(),
+    }
+}
+
+/// Map the services' "no such instance" codes to `InstanceNotFound`.
+fn not_found(err: ApiError, service: Service, instance_id: &str, region: Option<&str>) -> ApiError {
+    match err.code() {
+        Some(code) if INSTANCE_NOT_FOUND_CODES.contains(&code) => {
+            instance_not_found(service, instance_id, region)
+        }
+        _ => err,
+    }
+}
+
+#[cfg(test)]
+#[path = "catalog_tests.rs"]
+mod tests;

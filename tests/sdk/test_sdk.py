@@ -1,0 +1,216 @@
+"""Drives the tcbackup emulator with Tencent's own Python SDKs.
+
+tencentcloud-sdk-python-redis and -postgres sign, send and parse exactly as
+they do against the real service; if the emulator's wire behaviour (TC3
+check, envelope, Content-Type, field names, error codes, URL shapes) drifts
+from the real one, these calls fail. Run through tests/sdk/run.sh, which
+starts a standalone emulator and sets:
+
+  TCB_EMU_ENDPOINT         host:port of the emulator
+  TENCENTCLOUD_SECRET_ID   the key pair it accepts
+  TENCENTCLOUD_SECRET_KEY
+"""
+
+import gzip
+import io
+import os
+import re
+import tarfile
+import unittest
+import urllib.request
+
+from tencentcloud.common import credential
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
+    TencentCloudSDKException,
+)
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.postgres.v20170312 import models as pg_models
+from tencentcloud.postgres.v20170312 import postgres_client
+from tencentcloud.redis.v20180412 import models as redis_models
+from tencentcloud.redis.v20180412 import redis_client
+
+ENDPOINT = os.environ["TCB_EMU_ENDPOINT"]
+SECRET_ID = os.environ["TENCENTCLOUD_SECRET_ID"]
+SECRET_KEY = os.environ["TENCENTCLOUD_SECRET_KEY"]
+REGION = "ap-guangzhou"
+REDIS_INSTANCE = "crs-4y9t57vt"
+PG_INSTANCE = "postgres-oamgybor"
+TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
+
+
+def profile(method="POST"):
+    # `protocol` is the constructor's name for what the SDK stores as `scheme`.
+    http = HttpProfile(endpoint=ENDPOINT, protocol="http", reqMethod=method)
+    return ClientProfile(httpProfile=http)
+
+
+def redis(key=SECRET_KEY, method="POST"):
+    cred = credential.Credential(SECRET_ID, key)
+    return redis_client.RedisClient(cred, REGION, profile(method))
+
+
+def postgres():
+    cred = credential.Credential(SECRET_ID, SECRET_KEY)
+    return postgres_client.PostgresClient(cred, REGION, profile())
+
+
+def fetch(url):
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return resp.status, resp.read()
+
+
+def pg_filter(name, *values):
+    f = pg_models.Filter()
+    f.Name = name
+    f.Values = list(values)
+    return f
+
+
+class RedisSdk(unittest.TestCase):
+    def backups(self, **fields):
+        req = redis_models.DescribeInstanceBackupsRequest()
+        req.InstanceId = REDIS_INSTANCE
+        for k, v in fields.items():
+            setattr(req, k, v)
+        return redis().DescribeInstanceBackups(req)
+
+    def test_describe_instances_over_get(self):
+        req = redis_models.DescribeInstancesRequest()
+        req.InstanceIds = [REDIS_INSTANCE, "crs-00000000"]
+        req.Limit = 20
+        resp = redis(method="GET").DescribeInstances(req)
+        self.assertEqual(resp.TotalCount, 1)
+        inst = resp.InstanceSet[0]
+        self.assertEqual(inst.InstanceId, REDIS_INSTANCE)
+        self.assertEqual(inst.RedisShardNum, 3)
+        self.assertEqual(inst.ProductType, "cluster")
+
+    def test_instance_backups_exclude_the_one_in_progress(self):
+        resp = self.backups()
+        self.assertEqual(resp.TotalCount, 4)
+        self.assertEqual(len(resp.BackupSet), 4)
+        starts = [b.StartTime for b in resp.BackupSet]
+        self.assertEqual(starts, sorted(starts, reverse=True))
+        for b in resp.BackupSet:
+            self.assertEqual(b.Status, 2)
+            self.assertEqual(b.Locked, 0)
+            self.assertEqual(b.InstanceId, REDIS_INSTANCE)
+            self.assertRegex(b.StartTime, TIME)
+            self.assertRegex(b.EndTime, TIME)
+            self.assertRegex(b.ExpireTime, TIME)
+        with_running = self.backups(Status=[1, 2])
+        self.assertEqual(with_running.TotalCount, 5)
+        self.assertEqual(with_running.BackupSet[0].Status, 1)
+
+    def test_paging_keeps_the_total(self):
+        resp = self.backups(Limit=2, Offset=2)
+        self.assertEqual(resp.TotalCount, 4)
+        self.assertEqual(len(resp.BackupSet), 2)
+        with self.assertRaises(TencentCloudSDKException) as ctx:
+            self.backups(Limit=101)
+        self.assertEqual(ctx.exception.get_code(), "InvalidParameterValue")
+
+    def test_backup_url_gives_one_rdb_per_shard(self):
+        backup = self.backups().BackupSet[0]
+        req = redis_models.DescribeBackupUrlRequest()
+        req.InstanceId = REDIS_INSTANCE
+        req.BackupId = backup.BackupId
+        resp = redis().DescribeBackupUrl(req)
+        self.assertEqual(len(resp.BackupInfos), 3)
+        self.assertEqual(len(resp.Filenames), 3)
+        for info in resp.BackupInfos:
+            self.assertTrue(info.FileName.endswith(".rdb"), info.FileName)
+            self.assertTrue(info.DownloadUrl.startswith("http://" + ENDPOINT + "/"))
+            self.assertIn("?sign=", info.DownloadUrl)
+        first = resp.BackupInfos[0]
+        status, body = fetch(first.DownloadUrl)
+        self.assertEqual(status, 200)
+        self.assertEqual(len(body), first.FileSize)
+        self.assertTrue(body.startswith(b"REDIS0009"))
+
+    def test_unknown_backup_has_the_documented_code(self):
+        req = redis_models.DescribeBackupUrlRequest()
+        req.InstanceId = REDIS_INSTANCE
+        req.BackupId = "no-such-backup"
+        with self.assertRaises(TencentCloudSDKException) as ctx:
+            redis().DescribeBackupUrl(req)
+        self.assertEqual(ctx.exception.get_code(), "InvalidParameterValue.BackupNotExists")
+        self.assertTrue(ctx.exception.get_request_id())
+
+    def test_wrong_key_is_a_signature_failure(self):
+        req = redis_models.DescribeInstanceBackupsRequest()
+        req.InstanceId = REDIS_INSTANCE
+        with self.assertRaises(TencentCloudSDKException) as ctx:
+            redis(key=SECRET_KEY + "x").DescribeInstanceBackups(req)
+        self.assertEqual(ctx.exception.get_code(), "AuthFailure.SignatureFailure")
+        self.assertEqual(
+            ctx.exception.get_message(),
+            "The provided credentials could not be validated. "
+            "Please check your signature is correct.",
+        )
+
+
+class PostgresSdk(unittest.TestCase):
+    def base_backups(self):
+        req = pg_models.DescribeBaseBackupsRequest()
+        req.Filters = [pg_filter("db-instance-id", PG_INSTANCE)]
+        return postgres().DescribeBaseBackups(req)
+
+    def test_base_backups_list_finished_and_running(self):
+        resp = self.base_backups()
+        self.assertEqual(resp.TotalCount, 5)
+        states = [b.State for b in resp.BaseBackupSet]
+        self.assertEqual(states.count("finished"), 4)
+        self.assertEqual(states.count("running"), 1)
+        for b in resp.BaseBackupSet:
+            self.assertEqual(b.DBInstanceId, PG_INSTANCE)
+            self.assertTrue(b.Name.endswith(".tar.gz"), b.Name)
+            self.assertGreater(b.Size, 0)
+            self.assertRegex(b.StartTime, TIME)
+
+    def test_log_backups_default_paging(self):
+        req = pg_models.DescribeLogBackupsRequest()
+        req.Filters = [pg_filter("db-instance-id", PG_INSTANCE)]
+        resp = postgres().DescribeLogBackups(req)
+        self.assertEqual(resp.TotalCount, 8)
+        self.assertEqual(len(resp.LogBackupSet), 8)
+        req.Limit = 3
+        req.Offset = 6
+        resp = postgres().DescribeLogBackups(req)
+        self.assertEqual(resp.TotalCount, 8)
+        self.assertEqual(len(resp.LogBackupSet), 2)
+
+    def test_download_url_serves_the_archive(self):
+        finished = [b for b in self.base_backups().BaseBackupSet if b.State == "finished"][0]
+        req = pg_models.DescribeBackupDownloadURLRequest()
+        req.DBInstanceId = PG_INSTANCE
+        req.BackupType = "BaseBackup"
+        req.BackupId = finished.Id
+        req.URLExpireTime = 2
+        resp = postgres().DescribeBackupDownloadURL(req)
+        url = resp.BackupDownloadURL
+        self.assertIn("q-sign-time=", url)
+        status, body = fetch(url)
+        self.assertEqual(status, 200)
+        self.assertEqual(len(body), finished.Size)
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(body))) as tar:
+            names = tar.getnames()
+        self.assertIn("backup_label", names)
+        self.assertIn("PG_VERSION", names)
+
+    def test_url_lifetime_over_36_hours_is_refused(self):
+        req = pg_models.DescribeBackupDownloadURLRequest()
+        req.DBInstanceId = PG_INSTANCE
+        req.BackupType = "BaseBackup"
+        req.BackupId = self.base_backups().BaseBackupSet[1].Id
+        req.URLExpireTime = 37
+        with self.assertRaises(TencentCloudSDKException) as ctx:
+            postgres().DescribeBackupDownloadURL(req)
+        self.assertEqual(
+            ctx.exception.get_code(), "InvalidParameterValue.ParameterValueExceedError"
+        )
+
+
+if __name__ == "__main__":
+    unittest.main()
