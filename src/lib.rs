@@ -9,3 +9,5 @@ pub mod cos;
 pub mod emulator;
 pub mod model;
 pub mod secret;
+pub mod transfer;
+pub mod verify;
