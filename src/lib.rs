@@ -17,3 +17,5 @@ pub mod secret;
 pub mod service;
 pub mod shutdown;
 pub mod store;
+pub mod transfer;
+pub mod verify;

@@ -1,0 +1,618 @@
+//! One stream: the request loop for one byte range of a file (the whole file
+//! in single-stream mode, one segment in segmented mode).
+//!
+//! Each request is checked strictly before a byte of its body is kept: a
+//! ranged request must get 206 with a `Content-Range` that starts where we
+//! asked and names the announced size; ETag and COS CRC must match what the
+//! earlier responses (or the sidecar) said. The body is collected into
+//! batches of `buffer_size` bytes that a blocking job writes with `pwrite`
+//! while the next batch fills (and, for a fresh single stream, a second job
+//! hashes), so the async loop only moves `Bytes` handles.
+
+use std::os::unix::fs::FileExt as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT_ENCODING, CONTENT_RANGE, ETAG, IF_MATCH, RANGE, RETRY_AFTER};
+use reqwest::Response;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::error::{describe, Attempt, TransferError};
+use super::events::{Emitter, ProgressEvent, RestartReason};
+use super::ledger::ObjectId;
+use super::range::{check_partial, parse_content_range, range_header, ContentRange};
+use super::url::LeaseError;
+use super::PassCtx;
+use crate::verify::crc64;
+use crate::verify::FileDigest;
+
+/// The COS header with the whole object's CRC-64/XZ.
+pub(crate) const CRC64_HEADER: &str = "x-cos-hash-crc64ecma";
+/// Error bodies are read up to this size (COS sends a few hundred bytes).
+const MAX_ERROR_BODY: usize = 16 * 1024;
+
+/// How a stream ended, when it did not complete its range.
+#[derive(Debug)]
+pub(crate) enum StreamEnd {
+    /// Start the file over (with this whole-object response, if any).
+    Restart(RestartReason, Option<Box<Response>>),
+    /// The file fails.
+    Fatal(TransferError),
+    /// Cancelled.
+    Cancelled,
+}
+
+/// The hashing lane of a fresh single stream: one job at a time, in order.
+struct HashLane {
+    digest: Option<FileDigest>,
+    inflight: Option<JoinHandle<FileDigest>>,
+}
+
+/// One stream over `pos..end` of segment `seg`.
+pub(crate) struct Stream {
+    pass: Arc<PassCtx>,
+    seg: usize,
+    pos: u64,
+    end: u64,
+    segmented: bool,
+    /// An empty file still needs one request to prove the URL and object.
+    needs_request: bool,
+    emitter: Emitter,
+    batch: Vec<Bytes>,
+    batch_start: u64,
+    batch_len: usize,
+    write_inflight: Option<JoinHandle<Result<(), TransferError>>>,
+    hash: Option<HashLane>,
+    attempts: u32,
+    expired_streak: u32,
+}
+
+impl Stream {
+    /// A stream for segment `seg` of the pass, starting at its written
+    /// offset. With `inline_hash` the bytes are hashed as they are written
+    /// (only valid when the stream covers the file from byte 0).
+    pub(crate) fn new(pass: Arc<PassCtx>, seg: usize, inline_hash: bool) -> Self {
+        let s = pass.ledger.segments()[seg];
+        let segmented = pass.segmented;
+        let emitter = Emitter::new(pass.file.progress.clone(), pass.file.file.clone());
+        Self {
+            seg,
+            pos: s.written,
+            end: s.end,
+            segmented,
+            needs_request: s.end == 0,
+            emitter,
+            batch: Vec::new(),
+            batch_start: s.written,
+            batch_len: 0,
+            write_inflight: None,
+            hash: inline_hash.then(|| HashLane {
+                digest: Some(FileDigest::new()),
+                inflight: None,
+            }),
+            attempts: 0,
+            expired_streak: 0,
+            pass,
+        }
+    }
+
+    /// Fetch the range to its end. `first` is a response already obtained
+    /// for byte 0 without a `Range` (a whole-object answer carried over from
+    /// a restart). Returns the inline digest when one was kept.
+    pub(crate) async fn run(
+        mut self,
+        first: Option<Box<Response>>,
+    ) -> Result<Option<FileDigest>, StreamEnd> {
+        let result = self.run_inner(first).await;
+        self.emitter.flush_bytes();
+        let drained = self.drain().await;
+        match (result, drained) {
+            (Ok(()), Ok(digest)) => Ok(digest),
+            (Ok(()), Err(e)) => Err(StreamEnd::Fatal(e)),
+            (Err(StreamEnd::Cancelled), Err(e)) => Err(StreamEnd::Fatal(e)),
+            (Err(end), _) => Err(end),
+        }
+    }
+
+    async fn run_inner(&mut self, mut first: Option<Box<Response>>) -> Result<(), StreamEnd> {
+        let file = self.pass.file.clone();
+        let policy = file.backoff.policy().clone();
+        loop {
+            if self.pos >= self.end && !self.needs_request {
+                return Ok(());
+            }
+            let started_at = self.pos;
+            let outcome = match first.take() {
+                Some(resp) => self.handle(*resp, None, false).await,
+                None => self.attempt().await,
+            };
+            if self.pos > started_at {
+                self.attempts = 0;
+                self.expired_streak = 0;
+            }
+            match outcome {
+                Ok(()) => {}
+                Err(Attempt::Retry { error, retry_after }) => {
+                    self.attempts += 1;
+                    if self.attempts >= policy.max_attempts {
+                        return Err(StreamEnd::Fatal(TransferError::RetriesExhausted {
+                            file: (*file.file).clone(),
+                            attempts: self.attempts,
+                            last: error,
+                        }));
+                    }
+                    tracing::warn!(file = %file.file, attempt = self.attempts, %error, "retrying");
+                    self.emitter.notify(ProgressEvent::Retrying {
+                        file: file.file.clone(),
+                        attempt: self.attempts,
+                        error,
+                    });
+                    let delay = file.backoff.delay(self.attempts, retry_after);
+                    tokio::select! {
+                        biased;
+                        _ = self.pass.cancel.cancelled() => return Err(StreamEnd::Cancelled),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(Attempt::Expired) => {
+                    self.expired_streak += 1;
+                    if self.expired_streak > file.config.max_url_refreshes {
+                        return Err(StreamEnd::Fatal(TransferError::UrlExpired {
+                            file: (*file.file).clone(),
+                            refreshes: self.expired_streak,
+                        }));
+                    }
+                    tracing::info!(file = %file.file, "download url expired, renewing");
+                }
+                Err(Attempt::Restart(reason, resp)) => {
+                    return Err(StreamEnd::Restart(reason, resp))
+                }
+                Err(Attempt::Fatal(e)) => return Err(StreamEnd::Fatal(e)),
+                Err(Attempt::Cancelled) => return Err(StreamEnd::Cancelled),
+            }
+        }
+    }
+
+    /// One request from the current offset.
+    async fn attempt(&mut self) -> Result<(), Attempt> {
+        let file = self.pass.file.clone();
+        let leased = tokio::select! {
+            biased;
+            _ = self.pass.cancel.cancelled() => return Err(Attempt::Cancelled),
+            leased = file.lease.get() => leased,
+        };
+        let leased = match leased {
+            Ok(l) => l,
+            Err(LeaseError::Insecure(scheme)) => {
+                return Err(Attempt::Fatal(TransferError::InsecureUrl {
+                    file: (*file.file).clone(),
+                    scheme,
+                }))
+            }
+            Err(LeaseError::Source(e)) if e.retryable => {
+                return Err(Attempt::retry(format!("cannot obtain a download url: {e}")))
+            }
+            Err(LeaseError::Source(source)) => {
+                return Err(Attempt::Fatal(TransferError::UrlSource {
+                    file: (*file.file).clone(),
+                    source,
+                }))
+            }
+        };
+        if leased.refreshed {
+            self.emitter.notify(ProgressEvent::UrlRefreshed {
+                file: file.file.clone(),
+            });
+        }
+        let ranged = self.segmented || self.pos > 0;
+        let mut req = file
+            .client
+            .get(leased.url.expose())
+            .header(ACCEPT_ENCODING, "identity");
+        if ranged {
+            let end = self.segmented.then_some(self.end);
+            req = req.header(RANGE, range_header(self.pos, end));
+            if let Some(etag) = self.pass.ledger.object().etag {
+                req = req.header(IF_MATCH, etag);
+            }
+        }
+        let idle = file.config.idle_timeout;
+        let resp = tokio::select! {
+            biased;
+            _ = self.pass.cancel.cancelled() => return Err(Attempt::Cancelled),
+            r = tokio::time::timeout(idle, req.send()) => r,
+        };
+        let resp = match resp {
+            Err(_) => return Err(Attempt::retry(format!("no response within {idle:?}"))),
+            Ok(Err(e)) => return Err(Attempt::retry(describe(&e))),
+            Ok(Ok(resp)) => resp,
+        };
+        self.handle(resp, Some(leased.generation), ranged).await
+    }
+
+    /// Decide what a response means, and stream its body when it is good.
+    async fn handle(
+        &mut self,
+        resp: Response,
+        generation: Option<u64>,
+        ranged: bool,
+    ) -> Result<(), Attempt> {
+        let file = self.pass.file.clone();
+        let size = file.size;
+        let status = resp.status().as_u16();
+        match status {
+            200 => {
+                if ranged {
+                    return Err(Attempt::Restart(
+                        RestartReason::RangeIgnored,
+                        Some(Box::new(resp)),
+                    ));
+                }
+                if let Some(actual) = resp.content_length().filter(|l| *l != size) {
+                    return Err(Attempt::Fatal(file.size_mismatch(actual)));
+                }
+                self.check_identity(&resp)?;
+                self.needs_request = false;
+                self.consume(resp, self.end).await
+            }
+            206 => {
+                let content_range = header(&resp, CONTENT_RANGE.as_str());
+                let body_end = match check_partial(
+                    self.pos,
+                    self.end,
+                    size,
+                    content_range.as_deref(),
+                    resp.content_length(),
+                ) {
+                    Ok(end) => end,
+                    Err(m) if m.is_wrong_object() => {
+                        let actual =
+                            match parse_content_range(content_range.as_deref().unwrap_or("")) {
+                                Ok(ContentRange::Bytes {
+                                    complete: Some(c), ..
+                                }) => c,
+                                _ => 0,
+                            };
+                        return Err(Attempt::Fatal(file.size_mismatch(actual)));
+                    }
+                    Err(m) => return Err(Attempt::retry(format!("rejected 206: {m}"))),
+                };
+                self.check_identity(&resp)?;
+                self.needs_request = false;
+                self.consume(resp, body_end).await
+            }
+            412 => Err(Attempt::Restart(RestartReason::ObjectReplaced, None)),
+            416 => {
+                if self.pos >= size {
+                    return Ok(());
+                }
+                let total = header(&resp, CONTENT_RANGE.as_str())
+                    .and_then(|v| parse_content_range(&v).ok());
+                match total {
+                    Some(ContentRange::Unsatisfied { complete }) if complete != size => {
+                        Err(Attempt::Fatal(file.size_mismatch(complete)))
+                    }
+                    _ => Err(Attempt::Restart(RestartReason::RangeNotSatisfiable, None)),
+                }
+            }
+            400 | 401 | 403 | 404 => {
+                let (code, message) = self.error_body(resp).await;
+                let expired = (status == 403
+                    && code == "AccessDenied"
+                    && message.to_ascii_lowercase().contains("expired"))
+                    || code == "ExpiredToken";
+                if expired {
+                    if let Some(g) = generation {
+                        file.lease.invalidate(g).await;
+                    }
+                    return Err(Attempt::Expired);
+                }
+                let fatal = if status == 400 {
+                    TransferError::Status {
+                        file: (*file.file).clone(),
+                        status,
+                        code,
+                    }
+                } else {
+                    TransferError::Denied {
+                        file: (*file.file).clone(),
+                        status,
+                        code,
+                        message,
+                    }
+                };
+                Err(Attempt::Fatal(fatal))
+            }
+            408 | 429 | 500..=599 => {
+                let retry_after = header(&resp, RETRY_AFTER.as_str())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let (code, _) = self.error_body(resp).await;
+                Err(Attempt::Retry {
+                    error: format!("server answered {status} {code}"),
+                    retry_after,
+                })
+            }
+            _ => {
+                let (code, _) = self.error_body(resp).await;
+                Err(Attempt::Fatal(TransferError::Status {
+                    file: (*file.file).clone(),
+                    status,
+                    code,
+                }))
+            }
+        }
+    }
+
+    /// Compare the response's ETag and CRC with what is known; learn them
+    /// when unknown and let waiting segments go.
+    fn check_identity(&self, resp: &Response) -> Result<(), Attempt> {
+        let etag = header(resp, ETAG.as_str());
+        let crc = header(resp, CRC64_HEADER).and_then(|v| crc64::parse_header(&v));
+        let known = self.pass.ledger.object();
+        if differs(&known.etag, &etag) || differs(&known.crc64, &crc) {
+            return Err(Attempt::Restart(RestartReason::ObjectReplaced, None));
+        }
+        if (known.etag.is_none() && etag.is_some()) || (known.crc64.is_none() && crc.is_some()) {
+            self.pass.ledger.learn_object(ObjectId {
+                etag: known.etag.or(etag),
+                crc64: known.crc64.or(crc),
+            });
+        }
+        self.pass.object_ready.send_replace(true);
+        Ok(())
+    }
+
+    /// Stream the body into the file up to `body_end`.
+    async fn consume(&mut self, mut resp: Response, body_end: u64) -> Result<(), Attempt> {
+        let pass = self.pass.clone();
+        let idle = pass.file.config.idle_timeout;
+        let limiter = pass.file.limiter.clone();
+        let cancelled = pass.cancel.cancelled();
+        tokio::pin!(cancelled);
+        let stall = tokio::time::sleep(idle);
+        tokio::pin!(stall);
+        let mut last_data = Instant::now();
+        loop {
+            let chunk = tokio::select! {
+                biased;
+                _ = &mut cancelled => {
+                    self.flush().await?;
+                    return Err(Attempt::Cancelled);
+                }
+                chunk = resp.chunk() => chunk,
+                _ = &mut stall => {
+                    let deadline = last_data + idle;
+                    if Instant::now() >= deadline {
+                        self.flush().await?;
+                        return Err(Attempt::retry(format!(
+                            "no data for {idle:?} at byte {}", self.pos
+                        )));
+                    }
+                    stall.as_mut().reset(deadline);
+                    continue;
+                }
+            };
+            match chunk {
+                Ok(Some(mut bytes)) => {
+                    last_data = Instant::now();
+                    let room = body_end - self.pos;
+                    let overflow = bytes.len() as u64 > room;
+                    if overflow {
+                        bytes.truncate(room as usize);
+                    }
+                    let n = bytes.len() as u64;
+                    self.push(bytes).await?;
+                    if let Some(limiter) = &limiter {
+                        tokio::select! {
+                            biased;
+                            _ = &mut cancelled => {
+                                self.flush().await?;
+                                return Err(Attempt::Cancelled);
+                            }
+                            _ = limiter.acquire(n) => {}
+                        }
+                    }
+                    self.emitter.bytes(n);
+                    if overflow {
+                        self.flush().await?;
+                        return Err(Attempt::retry(format!(
+                            "server sent more than the {} bytes announced",
+                            body_end
+                        )));
+                    }
+                }
+                Ok(None) => {
+                    self.flush().await?;
+                    if self.pos == body_end {
+                        return Ok(());
+                    }
+                    return Err(Attempt::retry(format!(
+                        "connection closed at byte {} of {body_end}",
+                        self.pos
+                    )));
+                }
+                Err(e) => {
+                    self.flush().await?;
+                    return Err(Attempt::retry(format!(
+                        "body cut at byte {}: {}",
+                        self.pos,
+                        describe(&e)
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Add received bytes to the batch; write the batch when full.
+    async fn push(&mut self, bytes: Bytes) -> Result<(), Attempt> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if self.batch.is_empty() {
+            self.batch_start = self.pos;
+        }
+        self.pos += bytes.len() as u64;
+        self.batch_len += bytes.len();
+        self.batch.push(bytes);
+        if self.batch_len >= self.pass.file.config.buffer_size {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Hand the batch to a blocking write job (after the previous one ended)
+    /// and, with inline hashing, to the hash job.
+    async fn flush(&mut self) -> Result<(), Attempt> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let pass = self.pass.clone();
+        self.wait_write().await.map_err(Attempt::Fatal)?;
+        let batch = Arc::new(std::mem::take(&mut self.batch));
+        let (start, end) = (self.batch_start, self.pos);
+        self.batch_len = 0;
+        let (part, ledger, seg) = (pass.part.clone(), pass.ledger.clone(), self.seg);
+        let for_write = batch.clone();
+        self.write_inflight = Some(tokio::task::spawn_blocking(move || {
+            let mut offset = start;
+            for b in for_write.iter() {
+                part.write_all_at(b, offset)
+                    .map_err(|e| ledger.io_error(false, "write", e))?;
+                offset += b.len() as u64;
+            }
+            if ledger.advance(seg, end) {
+                ledger
+                    .save()
+                    .map_err(|e| ledger.io_error(true, "write sidecar", e))?;
+            }
+            Ok(())
+        }));
+        if let Some(lane) = self.hash.as_mut() {
+            if let Some(job) = lane.inflight.take() {
+                let digest = job
+                    .await
+                    .map_err(|e| Attempt::Fatal(pass.file.join_error(e)))?;
+                lane.digest = Some(digest);
+            }
+            let mut digest = lane.digest.take().unwrap_or_default();
+            lane.inflight = Some(tokio::task::spawn_blocking(move || {
+                for b in batch.iter() {
+                    digest.update(b);
+                }
+                digest
+            }));
+        }
+        pass.file.reservation.consume(end - start);
+        Ok(())
+    }
+
+    async fn wait_write(&mut self) -> Result<(), TransferError> {
+        match self.write_inflight.take() {
+            Some(job) => job.await.map_err(|e| self.pass.file.join_error(e))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Wait for the jobs in flight; returns the inline digest.
+    async fn drain(&mut self) -> Result<Option<FileDigest>, TransferError> {
+        let flushed = match self.flush().await {
+            Ok(()) => Ok(()),
+            Err(Attempt::Fatal(e)) => Err(e),
+            Err(_) => Ok(()),
+        };
+        let written = self.wait_write().await;
+        let pass = self.pass.clone();
+        let digest = match self.hash.as_mut() {
+            Some(lane) => {
+                if let Some(job) = lane.inflight.take() {
+                    lane.digest = Some(job.await.map_err(|e| pass.file.join_error(e))?);
+                }
+                lane.digest.take()
+            }
+            None => None,
+        };
+        flushed?;
+        written?;
+        Ok(digest)
+    }
+
+    /// Read a COS XML error body (bounded) and pick `Code` and `Message`.
+    async fn error_body(&self, mut resp: Response) -> (String, String) {
+        let idle = self.pass.file.config.idle_timeout;
+        let mut body = Vec::new();
+        let read = async {
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                let room = MAX_ERROR_BODY.saturating_sub(body.len());
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if room <= chunk.len() {
+                    break;
+                }
+            }
+        };
+        // A slow or endless error body is not worth waiting for.
+        let _ = tokio::time::timeout(idle, read).await;
+        let text = String::from_utf8_lossy(&body);
+        (xml_field(&text, "Code"), xml_field(&text, "Message"))
+    }
+}
+
+/// Whether both values are known and disagree.
+fn differs<T: PartialEq>(known: &Option<T>, seen: &Option<T>) -> bool {
+    matches!((known, seen), (Some(a), Some(b)) if a != b)
+}
+
+/// A header value as text.
+fn header(resp: &Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The text of the first `<name>…</name>` element, unescaped for the five
+/// XML entities, at most 200 characters (it ends up in an error message).
+fn xml_field(xml: &str, name: &str) -> String {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let Some(start) = xml.find(&open).map(|i| i + open.len()) else {
+        return String::new();
+    };
+    let Some(len) = xml[start..].find(&close) else {
+        return String::new();
+    };
+    let raw = xml[start..start + len]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&");
+    crate::secret::redact_url(raw.trim())
+        .chars()
+        .take(200)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_fields_of_a_cos_error() {
+        let body = "<?xml version='1.0' encoding='utf-8' ?>\n<Error>\n\t<Code>AccessDenied</Code>\n\t<Message>Request has expired</Message>\n\t<Resource>h/k</Resource>\n</Error>";
+        assert_eq!(xml_field(body, "Code"), "AccessDenied");
+        assert_eq!(xml_field(body, "Message"), "Request has expired");
+        assert_eq!(xml_field(body, "Missing"), "");
+        assert_eq!(xml_field("<Code>a&amp;b", "Code"), "");
+        assert_eq!(xml_field("<Message>x &lt; y</Message>", "Message"), "x < y");
+        assert_eq!(
+            xml_field(
+                "<Message>see http://h/k?q-signature=abc</Message>",
+                "Message"
+            ),
+            "see http://h/k?q-signature=REDACTED"
+        );
+    }
+}

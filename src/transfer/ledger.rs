@@ -1,0 +1,365 @@
+//! The in-memory progress of one pass over a file, shared by its streams,
+//! the background syncer and the trailing hasher, and the only writer of the
+//! sidecar while the pass runs.
+//!
+//! Writers report each finished `pwrite`; every `checkpoint_bytes` the
+//! writing thread itself stores the sidecar (so a killed process loses at
+//! most that much). The syncer fsyncs in the background every
+//! `checkpoint_bytes` or `sync_interval` and then records the `synced`
+//! offsets, so the byte loop never waits for the disk.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::sidecar::{self, PartialPaths, SegmentState, Sidecar};
+use crate::verify::digest::{Digests, FileDigest, READ_CHUNK};
+
+/// What identifies the object the bytes belong to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ObjectId {
+    pub etag: Option<String>,
+    pub crc64: Option<u64>,
+}
+
+#[derive(Debug)]
+struct State {
+    segments: Vec<SegmentState>,
+    object: ObjectId,
+    since_save: u64,
+    since_sync: u64,
+}
+
+/// Shared progress of one pass.
+#[derive(Debug)]
+pub(crate) struct Ledger {
+    state: Mutex<State>,
+    progress: Condvar,
+    save_lock: Mutex<()>,
+    sync_wanted: Notify,
+    aborted: AtomicBool,
+    paths: PartialPaths,
+    backup_id: String,
+    file_name: String,
+    expected_size: u64,
+    checkpoint_bytes: u64,
+}
+
+impl Ledger {
+    pub(crate) fn new(
+        paths: PartialPaths,
+        backup_id: String,
+        file_name: String,
+        expected_size: u64,
+        segments: Vec<SegmentState>,
+        object: ObjectId,
+        checkpoint_bytes: u64,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                segments,
+                object,
+                since_save: 0,
+                since_sync: 0,
+            }),
+            progress: Condvar::new(),
+            save_lock: Mutex::new(()),
+            sync_wanted: Notify::new(),
+            aborted: AtomicBool::new(false),
+            paths,
+            backup_id,
+            file_name,
+            expected_size,
+            checkpoint_bytes: checkpoint_bytes.max(1),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Poisoning means a panic in another stream while it held plain
+        // integers; they are still consistent enough to save and resume.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The segments as they stand.
+    pub(crate) fn segments(&self) -> Vec<SegmentState> {
+        self.lock().segments.clone()
+    }
+
+    /// The object identity learned so far.
+    pub(crate) fn object(&self) -> ObjectId {
+        self.lock().object.clone()
+    }
+
+    /// Record the identity from the first response.
+    pub(crate) fn learn_object(&self, object: ObjectId) {
+        self.lock().object = object;
+    }
+
+    /// Segment `seg` is now written up to `written`. Returns whether a
+    /// sidecar save is due (the caller is on a blocking thread and saves).
+    pub(crate) fn advance(&self, seg: usize, written: u64) -> bool {
+        let (save_due, sync_due) = {
+            let mut st = self.lock();
+            let Some(s) = st.segments.get_mut(seg) else {
+                return false;
+            };
+            let delta = written.saturating_sub(s.written);
+            s.written = s.written.max(written.min(s.end));
+            st.since_save += delta;
+            st.since_sync += delta;
+            (
+                st.since_save >= self.checkpoint_bytes,
+                st.since_sync >= self.checkpoint_bytes,
+            )
+        };
+        self.progress.notify_all();
+        if sync_due {
+            self.sync_wanted.notify_one();
+        }
+        save_due
+    }
+
+    /// Bytes written since the last fsync.
+    fn unsynced(&self) -> u64 {
+        self.lock().since_sync
+    }
+
+    /// Snapshot the written offsets before an fsync.
+    fn begin_sync(&self) -> Vec<u64> {
+        let mut st = self.lock();
+        st.since_sync = 0;
+        st.segments.iter().map(|s| s.written).collect()
+    }
+
+    /// An fsync that started after `snapshot` completed.
+    fn end_sync(&self, snapshot: &[u64]) {
+        let mut st = self.lock();
+        for (s, w) in st.segments.iter_mut().zip(snapshot) {
+            s.synced = s.synced.max(*w).min(s.written);
+        }
+    }
+
+    /// Store the current state as the sidecar. Blocking.
+    pub(crate) fn save(&self) -> std::io::Result<()> {
+        // Saves are serialised and each takes its snapshot under the lock,
+        // so a later save never stores an older state.
+        let _guard = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let sidecar = {
+            let mut st = self.lock();
+            st.since_save = 0;
+            Sidecar {
+                version: sidecar::VERSION,
+                backup_id: self.backup_id.clone(),
+                file_name: self.file_name.clone(),
+                expected_size: self.expected_size,
+                etag: st.object.etag.clone(),
+                server_crc64: st.object.crc64,
+                boot_id: sidecar::boot_id().map(str::to_owned),
+                segments: st.segments.clone(),
+            }
+        };
+        sidecar::store(&self.paths, &sidecar)
+    }
+
+    /// fsync the data and record everything written so far as synced. Blocking.
+    pub(crate) fn sync_all(&self, file: &File) -> std::io::Result<()> {
+        let snapshot = self.begin_sync();
+        file.sync_data()?;
+        self.end_sync(&snapshot);
+        self.save()
+    }
+
+    /// A local I/O error on the part file (or the sidecar).
+    pub(crate) fn io_error(
+        &self,
+        sidecar: bool,
+        action: &'static str,
+        source: std::io::Error,
+    ) -> super::TransferError {
+        let path = if sidecar {
+            self.paths.sidecar.clone()
+        } else {
+            self.paths.part.clone()
+        };
+        super::TransferError::Io {
+            path,
+            action,
+            source,
+        }
+    }
+
+    /// Stop the pass: wake the hasher so it gives up.
+    pub(crate) fn abort(&self) {
+        self.aborted.store(true, Ordering::SeqCst);
+        let _st = self.lock();
+        self.progress.notify_all();
+    }
+
+    /// Block until segment `seg` is written beyond `pos`; returns the new
+    /// written offset, or `None` once the pass is aborted.
+    fn wait_beyond(&self, seg: usize, pos: u64) -> Option<u64> {
+        let mut st = self.lock();
+        loop {
+            if self.aborted.load(Ordering::SeqCst) {
+                return None;
+            }
+            let written = st.segments.get(seg).map(|s| s.written)?;
+            if written > pos {
+                return Some(written);
+            }
+            st = self.progress.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Run until `stop`: fsync every `checkpoint_bytes` of new data or every
+/// `interval` when anything is unsynced, then store the sidecar. An fsync
+/// error is returned (the disk is failing; the pass should stop).
+pub(crate) async fn run_syncer(
+    ledger: Arc<Ledger>,
+    file: Arc<File>,
+    interval: Duration,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return Ok(()),
+            _ = ledger.sync_wanted.notified() => {}
+            _ = tokio::time::sleep(interval) => {}
+        }
+        if ledger.unsynced() == 0 {
+            continue;
+        }
+        let (l, f) = (ledger.clone(), file.clone());
+        tokio::task::spawn_blocking(move || l.sync_all(&f))
+            .await
+            .map_err(std::io::Error::other)??;
+    }
+}
+
+/// Hash the file in order while the pass writes it: follow each segment's
+/// written offset, reading back from the page cache. Blocking. `Ok(None)`
+/// when the pass was aborted.
+pub(crate) fn trailing_hash(ledger: &Ledger, file: &File) -> std::io::Result<Option<Digests>> {
+    let bounds: Vec<(u64, u64)> = ledger.segments().iter().map(|s| (s.start, s.end)).collect();
+    let mut digest = FileDigest::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    for (seg, (start, end)) in bounds.into_iter().enumerate() {
+        let mut pos = start;
+        while pos < end {
+            let Some(written) = ledger.wait_beyond(seg, pos) else {
+                return Ok(None);
+            };
+            while pos < written {
+                let n = (written - pos).min(buf.len() as u64) as usize;
+                file.read_exact_at(&mut buf[..n], pos)?;
+                digest.update(&buf[..n]);
+                pos += n as u64;
+            }
+        }
+    }
+    Ok(Some(digest.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::sidecar::split;
+
+    fn ledger(dir: &std::path::Path, size: u64, n: usize) -> Arc<Ledger> {
+        Ledger::new(
+            PartialPaths::new(dir, "f"),
+            "b".into(),
+            "f".into(),
+            size,
+            split(size, n),
+            ObjectId {
+                etag: Some("\"e\"".into()),
+                crc64: Some(7),
+            },
+            100,
+        )
+    }
+
+    #[test]
+    fn saves_are_due_every_checkpoint_and_record_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(dir.path(), 1000, 2);
+        assert!(!l.advance(0, 60));
+        assert!(l.advance(1, 550));
+        l.save().unwrap();
+        let s = sidecar::load(&PartialPaths::new(dir.path(), "f").sidecar)
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.check("b", "f", 1000), Ok(()));
+        assert_eq!(s.segments[0].written, 60);
+        assert_eq!(s.segments[1].written, 550);
+        assert_eq!(s.segments[0].synced, 0);
+        assert_eq!(s.etag.as_deref(), Some("\"e\""));
+        assert!(!l.advance(0, 100), "counter restarts after a save");
+    }
+
+    #[test]
+    fn sync_all_marks_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(dir.path(), 1000, 1);
+        let f = File::create(dir.path().join("f.part")).unwrap();
+        l.advance(0, 300);
+        l.sync_all(&f).unwrap();
+        assert_eq!(l.segments()[0].synced, 300);
+        assert_eq!(l.unsynced(), 0);
+        let s = sidecar::load(&PartialPaths::new(dir.path(), "f").sidecar)
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.segments[0].written, s.segments[0].synced), (300, 300));
+    }
+
+    #[test]
+    fn trailing_hash_follows_segments_and_stops_on_abort() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        let path = dir.path().join("f.part");
+        let file = Arc::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap(),
+        );
+        file.set_len(10_000).unwrap();
+        let l = ledger(dir.path(), 10_000, 3);
+        let (l2, f2) = (l.clone(), file.clone());
+        let hasher = std::thread::spawn(move || trailing_hash(&l2, &f2));
+        // Write the segments back to front, in pieces.
+        for (i, s) in l.segments().iter().enumerate().rev() {
+            let mut pos = s.start;
+            while pos < s.end {
+                let n = (s.end - pos).min(777);
+                file.write_all_at(&data[pos as usize..(pos + n) as usize], pos)
+                    .unwrap();
+                pos += n;
+                l.advance(i, pos);
+            }
+        }
+        let d = hasher.join().unwrap().unwrap().unwrap();
+        let mut want = FileDigest::new();
+        want.update(&data);
+        assert_eq!(d, want.finish());
+
+        let l = ledger(dir.path(), 10_000, 2);
+        let l2 = l.clone();
+        let f2 = file.clone();
+        let hasher = std::thread::spawn(move || trailing_hash(&l2, &f2));
+        l.advance(0, 10);
+        l.abort();
+        assert_eq!(hasher.join().unwrap().unwrap(), None);
+    }
+}
