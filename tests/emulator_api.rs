@@ -1354,3 +1354,86 @@ async fn pg_instance_without_sample_and_state_errors() {
     assert_eq!(a.ok()["TotalCount"], 1);
     assert_eq!(a.ok()["DBInstanceSet"][0]["DBInstanceStatus"], "running");
 }
+
+#[tokio::test]
+async fn detail_restriction_and_unmodelled_filters() {
+    let emu = sample_emulator().await;
+    let s = emu.sample().unwrap().clone();
+    let api = Api::new(&emu);
+    let a = api
+        .call(
+            "redis",
+            "DescribeBackupDetail",
+            json!({"InstanceId": s.redis_instance_id, "BackupId": s.redis_finished[0]}),
+        )
+        .await;
+    assert_eq!(a.ok()["ShardNum"], 3);
+    assert_eq!(a.ok()["Status"], 2);
+    assert!(a.ok()["BackupSize"].as_u64().unwrap() > 0);
+    let a = api
+        .call("redis", "DescribeBackupDownloadRestriction", json!({}))
+        .await;
+    assert_eq!(a.ok()["LimitType"], "NoLimit");
+    emu.state()
+        .set_pg_download_restriction(tcbackup::emulator::PgRestriction {
+            restriction_type: "Customize".to_string(),
+            ip_restriction_effect: "Allow".to_string(),
+            ip_set: vec!["10.0.0.1".to_string()],
+            ..Default::default()
+        });
+    let a = api
+        .call("postgres", "DescribeBackupDownloadRestriction", json!({}))
+        .await;
+    assert_eq!(a.ok()["RestrictionType"], "Customize");
+    assert_eq!(a.ok()["VpcRestrictionEffect"], "");
+    // A defined filter the emulator does not model is refused, not ignored.
+    api.call("redis", "DescribeInstances", json!({"TagKeys": ["env"]}))
+        .await
+        .err("UnsupportedOperation");
+}
+
+#[tokio::test]
+async fn generated_backups_for_benchmarks_are_listed_and_served() {
+    let emu = sample_emulator().await;
+    let s = emu.sample().unwrap().clone();
+    let now = emu.clock().now();
+    sample::add_generated_pg_base_backup(
+        emu.state(),
+        &s.pg_instance_id,
+        "bench-base",
+        now - Duration::minutes(10),
+        3 << 20,
+        7,
+    )
+    .unwrap();
+    sample::add_generated_redis_backup(
+        emu.state(),
+        &s.redis_instance_id,
+        "bench-redis",
+        now - Duration::minutes(10),
+        1 << 20,
+        7,
+    )
+    .unwrap();
+    let api = Api::new(&emu);
+    let a = api
+        .call(
+            "redis",
+            "DescribeBackupUrl",
+            json!({"InstanceId": s.redis_instance_id, "BackupId": "bench-redis"}),
+        )
+        .await;
+    let infos = a.ok()["BackupInfos"].as_array().unwrap();
+    assert_eq!(infos.len(), 3);
+    assert!(infos.iter().all(|i| i["FileSize"] == 1 << 20));
+    let a = api
+        .call(
+            "postgres",
+            "DescribeBackupDownloadURL",
+            json!({"DBInstanceId": s.pg_instance_id, "BackupType": "BaseBackup", "BackupId": "bench-base"}),
+        )
+        .await;
+    let url = a.ok()["BackupDownloadURL"].as_str().unwrap();
+    let body = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+    assert_eq!(body.len(), 3 << 20);
+}
