@@ -3,11 +3,15 @@
 //! with resume, verifies it, publishes the set atomically and rotates old
 //! copies. See ARCHITECTURE.md for the map.
 
+pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod cloud;
+pub mod commands;
 pub mod config;
 pub mod cos;
+pub mod daemon;
+pub mod demo;
 pub mod emulator;
 pub mod logging;
 pub mod model;
@@ -17,5 +21,6 @@ pub mod secret;
 pub mod service;
 pub mod shutdown;
 pub mod store;
+pub mod sync;
 pub mod transfer;
 pub mod verify;

@@ -1,0 +1,410 @@
+//! The one-shot commands: `--now`, `check-config`, `list`, `verify` and
+//! `prune`. Each returns the process exit code.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::app::{self, exit};
+use crate::config::Config;
+use crate::model::RemoteBackup;
+use crate::progress::{Progress, ProgressMode};
+use crate::retention;
+use crate::store::{LocalSet, Store};
+use crate::sync::CycleReport;
+
+/// `tcbackup --now`: one cycle, then exit with the contract's code.
+pub async fn now(config: Config) -> u8 {
+    let shutdown = match app::shutdown_on_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tcbackup: {e:#}");
+            return exit::FAILED;
+        }
+    };
+    let config = Arc::new(config);
+    let ctx = match app::build_context(
+        config.clone(),
+        app::system_clock(),
+        app::progress_for_terminal(),
+    )
+    .await
+    {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("tcbackup: {e}");
+            return e.exit_code();
+        }
+    };
+    let _lock = match ctx.store.lock() {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("tcbackup: {e}");
+            return exit::FAILED;
+        }
+    };
+    let report = ctx.run_cycle(&shutdown.token()).await;
+    print_summary(&report);
+    let code = report.exit_code();
+    if code == exit::INTERRUPTED && !shutdown.by_signal() {
+        return exit::FAILED;
+    }
+    code
+}
+
+/// Print the end-of-run summary to stderr.
+pub fn print_summary(report: &CycleReport) {
+    for instance in &report.instances {
+        let state = if instance.ok() { "ok" } else { "FAILED" };
+        eprintln!(
+            "{} ({}): {state}: {} listed, {} due, {} published, {} failed, {} pruned, {} set(s) on disk",
+            instance.instance_id,
+            instance.service,
+            instance.listed,
+            instance.due,
+            instance.published.len(),
+            instance.failures.len(),
+            instance.pruned.len(),
+            instance.sets_on_disk,
+        );
+        for failure in &instance.failures {
+            match &failure.backup_id {
+                Some(id) => eprintln!("  backup {id}: {}", failure.error),
+                None => eprintln!("  {}", failure.error),
+            }
+        }
+        if let Some(why) = &instance.retention_skipped {
+            eprintln!("  retention not applied: {why}");
+        }
+    }
+    eprintln!("{}", report.summary());
+}
+
+/// `tcbackup check-config`: the file, the credentials, and each instance.
+pub async fn check_config(config: Config) -> u8 {
+    println!(
+        "{}: valid, {} instance(s), download_dir {}",
+        config.source.display(),
+        config.instances.len(),
+        config.download_dir.display()
+    );
+    for w in &config.warnings {
+        println!("warning: {}", w.located(&config.source));
+    }
+    let config = Arc::new(config);
+    let ctx = match app::build_context(
+        config.clone(),
+        app::system_clock(),
+        Progress::new(ProgressMode::Quiet),
+    )
+    .await
+    {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("tcbackup: {e}");
+            return e.exit_code();
+        }
+    };
+    println!(
+        "credentials: {}",
+        ctx.catalog.client().credentials().describe()
+    );
+    let mut code = exit::OK;
+    for instance in &config.instances {
+        match ctx
+            .catalog
+            .check_instance(
+                instance.service,
+                &instance.instance_id,
+                Some(&instance.region),
+            )
+            .await
+        {
+            Ok(()) => println!(
+                "{} {} in {}: found",
+                instance.service, instance.instance_id, instance.region
+            ),
+            Err(e) => {
+                eprintln!(
+                    "{} {} in {}: {e}",
+                    instance.service, instance.instance_id, instance.region
+                );
+                code = code.max(if e.is_auth() {
+                    exit::AUTH
+                } else {
+                    exit::CONFIG
+                });
+            }
+        }
+    }
+    code
+}
+
+#[derive(Serialize)]
+struct ListRow<'a> {
+    instance_id: &'a str,
+    kind: &'a str,
+    backup_id: &'a str,
+    start: String,
+    finish: Option<String>,
+    remote_status: Option<&'a str>,
+    remote_finished: Option<bool>,
+    local_dir: Option<String>,
+    local_bytes: Option<u64>,
+}
+
+/// `tcbackup list [--json] [--local]`: remote and local backups side by side.
+pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
+    let config = Arc::new(config);
+    let store = Store::open(config.download_dir.clone(), app::system_clock());
+    let ctx = if local_only {
+        None
+    } else {
+        match app::build_context(
+            config.clone(),
+            app::system_clock(),
+            Progress::new(ProgressMode::Quiet),
+        )
+        .await
+        {
+            Ok(ctx) => Some(ctx),
+            Err(e) => {
+                eprintln!("tcbackup: {e}");
+                return e.exit_code();
+            }
+        }
+    };
+    let mut code = exit::OK;
+    let mut remote_by_instance: Vec<(String, Vec<RemoteBackup>)> = Vec::new();
+    if let Some(ctx) = &ctx {
+        let now = ctx.clock.now();
+        let since =
+            now - chrono::Duration::from_std(config.lookback).unwrap_or(chrono::Duration::days(7));
+        for instance in &config.instances {
+            match ctx
+                .catalog
+                .list_backups(
+                    instance.service,
+                    &instance.instance_id,
+                    Some(&instance.region),
+                    since,
+                    now,
+                    &instance.kinds,
+                )
+                .await
+            {
+                Ok(list) => remote_by_instance.push((instance.instance_id.clone(), list)),
+                Err(e) => {
+                    eprintln!("{}: {e}", instance.instance_id);
+                    code = code.max(if e.is_auth() {
+                        exit::AUTH
+                    } else {
+                        exit::FAILED
+                    });
+                }
+            }
+        }
+    }
+    let mut rows_owned: Vec<(String, Option<RemoteBackup>, Option<LocalSet>)> = Vec::new();
+    for instance in &config.instances {
+        let local = match store.list_sets(&instance.instance_id) {
+            Ok(listing) => listing.sets,
+            Err(e) => {
+                eprintln!("{}: {e}", instance.instance_id);
+                code = code.max(exit::FAILED);
+                Vec::new()
+            }
+        };
+        let remote: Vec<RemoteBackup> = remote_by_instance
+            .iter()
+            .find(|(id, _)| id == &instance.instance_id)
+            .map(|(_, l)| l.clone())
+            .unwrap_or_default();
+        let mut seen = std::collections::HashSet::new();
+        for r in remote {
+            let l = local
+                .iter()
+                .find(|l| l.manifest.kind == r.kind && l.manifest.backup_id == r.backup_id)
+                .cloned();
+            if let Some(l) = &l {
+                seen.insert(l.dir_name.clone());
+            }
+            rows_owned.push((instance.instance_id.clone(), Some(r), l));
+        }
+        for l in local.into_iter().filter(|l| !seen.contains(&l.dir_name)) {
+            rows_owned.push((instance.instance_id.clone(), None, Some(l)));
+        }
+    }
+    let rows: Vec<ListRow<'_>> = rows_owned
+        .iter()
+        .map(|(instance_id, r, l)| {
+            let (kind, backup_id, start, finish) = match (r, l) {
+                (Some(r), _) => (r.kind.as_str(), r.backup_id.as_str(), r.start, r.finish),
+                (None, Some(l)) => (
+                    l.manifest.kind.as_str(),
+                    l.manifest.backup_id.as_str(),
+                    l.manifest.start,
+                    l.manifest.finish,
+                ),
+                (None, None) => ("", "", chrono::DateTime::<chrono::Utc>::MIN_UTC, None),
+            };
+            ListRow {
+                instance_id,
+                kind,
+                backup_id,
+                start: start.to_rfc3339(),
+                finish: finish.map(|f| f.to_rfc3339()),
+                remote_status: r.as_ref().map(|r| r.status.as_str()),
+                remote_finished: r.as_ref().map(|r| r.finished),
+                local_dir: l.as_ref().map(|l| l.dir.display().to_string()),
+                local_bytes: l.as_ref().map(|l| l.manifest.total_size()),
+            }
+        })
+        .collect();
+    if json {
+        match serde_json::to_string_pretty(&rows) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("tcbackup: cannot encode the list: {e}");
+                return exit::FAILED;
+            }
+        }
+    } else {
+        println!(
+            "{:<20} {:<5} {:<40} {:<25} {:<12} LOCAL",
+            "INSTANCE", "KIND", "BACKUP", "START (UTC)", "REMOTE"
+        );
+        for row in &rows {
+            let remote = match (row.remote_status, row.remote_finished) {
+                (Some(_), Some(true)) => "finished".to_string(),
+                (Some(s), Some(false)) => format!("busy ({s})"),
+                _ => "-".to_string(),
+            };
+            let local = match (&row.local_dir, row.local_bytes) {
+                (Some(dir), Some(bytes)) => format!("{} {}", indicatif::HumanBytes(bytes), dir),
+                _ => "-".to_string(),
+            };
+            println!(
+                "{:<20} {:<5} {:<40} {:<25} {:<12} {}",
+                row.instance_id,
+                row.kind,
+                row.backup_id,
+                &row.start[..row.start.len().min(19)],
+                remote,
+                local
+            );
+        }
+    }
+    code
+}
+
+/// `tcbackup verify`: every published set against its manifest.
+pub async fn verify(config: Config) -> u8 {
+    let store = Arc::new(Store::open(
+        config.download_dir.clone(),
+        app::system_clock(),
+    ));
+    let result = tokio::task::spawn_blocking(
+        move || -> Result<(usize, usize), crate::store::StoreError> {
+            let listing = store.list_all()?;
+            for ignored in &listing.ignored {
+                eprintln!(
+                    "not a published set: {} ({})",
+                    ignored.path.display(),
+                    ignored.reason
+                );
+            }
+            let mut bad = 0;
+            for set in &listing.sets {
+                let report = store.verify_set(set)?;
+                if report.is_ok() {
+                    println!("ok      {}", set.dir.display());
+                } else {
+                    bad += 1;
+                    println!("FAILED  {}", set.dir.display());
+                    for file in report
+                        .files
+                        .iter()
+                        .filter(|f| f.outcome != crate::store::FileOutcome::Ok)
+                    {
+                        println!("        {}: {}", file.name, file.outcome);
+                    }
+                }
+            }
+            Ok((listing.sets.len(), bad))
+        },
+    )
+    .await;
+    match result {
+        Ok(Ok((total, 0))) => {
+            println!("{total} set(s) verified");
+            exit::OK
+        }
+        Ok(Ok((total, bad))) => {
+            eprintln!("{bad} of {total} set(s) failed verification");
+            exit::FAILED
+        }
+        Ok(Err(e)) => {
+            eprintln!("tcbackup: {e}");
+            exit::FAILED
+        }
+        Err(e) => {
+            eprintln!("tcbackup: verification task failed: {e}");
+            exit::FAILED
+        }
+    }
+}
+
+/// `tcbackup prune [--dry-run]`: the retention plan, and with no
+/// `--dry-run` its application.
+pub async fn prune(config: Config, dry_run: bool) -> u8 {
+    let clock = app::system_clock();
+    let store = Store::open(config.download_dir.clone(), clock.clone());
+    let _lock = if dry_run {
+        None
+    } else {
+        match store.lock() {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                eprintln!("tcbackup: {e}");
+                return exit::FAILED;
+            }
+        }
+    };
+    let now = clock.now();
+    let mut code = exit::OK;
+    for instance in &config.instances {
+        let listing = match store.list_sets(&instance.instance_id) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("{}: {e}", instance.instance_id);
+                code = exit::FAILED;
+                continue;
+            }
+        };
+        let plan = retention::plan(&listing.set_infos(), &instance.retention, now);
+        println!(
+            "{} ({}), policy {}:",
+            instance.instance_id, instance.service, instance.retention
+        );
+        println!("{plan}");
+        if !dry_run {
+            match retention::apply(&instance.instance_id, &plan, &store) {
+                Ok(applied) => {
+                    for id in &applied.deleted {
+                        println!("deleted {id}");
+                    }
+                    for (id, e) in &applied.failed {
+                        eprintln!("could not delete {id}: {e}");
+                        code = exit::FAILED;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", instance.instance_id);
+                    code = exit::FAILED;
+                }
+            }
+        }
+    }
+    code
+}

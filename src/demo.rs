@@ -1,0 +1,131 @@
+//! `tcbackup demo`: starts the built-in emulator with sample data (a
+//! three-shard Redis cluster and a PostgreSQL instance with base and log
+//! backups), pulls everything into a local directory with progress bars,
+//! and prints where everything went and the retention plan.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::app::{self, exit};
+use crate::config::Config;
+use crate::emulator::{Emulator, EmulatorOptions};
+use crate::retention;
+
+/// The demo's configuration; `[api] endpoint`, `download_dir` and the
+/// credentials are filled in at run time.
+pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
+
+/// The demo config pointed at a running emulator and `dir`.
+pub fn demo_config(
+    endpoint: &str,
+    secret_id: &str,
+    secret_key: &str,
+    dir: &Path,
+) -> anyhow::Result<Config> {
+    let mut value: toml::Table =
+        toml::from_str(DEMO_CONFIG).context("config/demo.toml is not valid TOML")?;
+    let dir =
+        std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    value.insert(
+        "download_dir".into(),
+        toml::Value::String(dir.display().to_string()),
+    );
+    let api = value
+        .entry("api")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(api) = api {
+        api.insert("endpoint".into(), toml::Value::String(endpoint.to_string()));
+        api.insert("allow_http_downloads".into(), toml::Value::Boolean(true));
+    }
+    let mut credentials = toml::Table::new();
+    credentials.insert(
+        "secret_id".into(),
+        toml::Value::String(secret_id.to_string()),
+    );
+    credentials.insert(
+        "secret_key".into(),
+        toml::Value::String(secret_key.to_string()),
+    );
+    value.insert("credentials".into(), toml::Value::Table(credentials));
+    let text = toml::to_string(&value).context("cannot write the demo config")?;
+    Config::from_str(&text, "config/demo.toml").map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Run the demo into `dir`; returns the exit code of the pull.
+pub async fn run(dir: &Path) -> anyhow::Result<u8> {
+    let shutdown = app::shutdown_on_signals()?;
+    let emulator = Emulator::start(EmulatorOptions::new().sample(true))
+        .await
+        .context("cannot start the built-in emulator")?;
+    println!(
+        "Built-in emulator of the Tencent Cloud APIs and COS listening on {}",
+        emulator.endpoint()
+    );
+    let config = Arc::new(demo_config(
+        &emulator.endpoint(),
+        emulator.secret_id(),
+        emulator.secret_key().expose(),
+        dir,
+    )?);
+    for instance in &config.instances {
+        println!(
+            "  {} {} ({})",
+            instance.service, instance.instance_id, instance.region
+        );
+    }
+    println!("Pulling into {}\n", config.download_dir.display());
+
+    let ctx = app::build_context(
+        config.clone(),
+        app::system_clock(),
+        app::progress_for_terminal(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let lock = ctx.store.lock().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let report = ctx.run_cycle(&shutdown.token()).await;
+    drop(lock);
+    crate::commands::print_summary(&report);
+
+    println!("\nWhat is on disk:");
+    let now = ctx.clock.now();
+    for instance in &config.instances {
+        let listing = ctx
+            .store
+            .list_sets(&instance.instance_id)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for set in &listing.sets {
+            println!("  {}/", set.dir.display());
+            for file in &set.manifest.files {
+                let crc = if file.crc64_checked_against_cos {
+                    "crc64 matched COS"
+                } else {
+                    "no COS crc64"
+                };
+                println!(
+                    "      {:<64} {:>10}  sha256 {}…  {crc}",
+                    file.name,
+                    indicatif::HumanBytes(file.size).to_string(),
+                    &file.sha256[..16]
+                );
+            }
+            println!("      manifest.json");
+        }
+        let plan = retention::plan(&listing.set_infos(), &instance.retention, now);
+        println!(
+            "\nRetention plan for {} ({}):\n{plan}",
+            instance.instance_id, instance.retention
+        );
+    }
+    emulator
+        .shutdown()
+        .await
+        .context("emulator did not stop cleanly")?;
+    let code = report.exit_code();
+    if code == exit::OK {
+        println!("\nDemo complete. Try: tcbackup --config <file> list, verify, prune --dry-run");
+    }
+    Ok(code)
+}
