@@ -85,8 +85,9 @@ async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Some(Command::Demo { dir }) => report(crate::demo::run(&dir).await),
         Some(Command::Emulator { listen }) => {
-            let id = std::env::var("TENCENTCLOUD_SECRET_ID").ok();
-            let key = std::env::var("TENCENTCLOUD_SECRET_KEY").ok();
+            let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let id = env("TENCENTCLOUD_SECRET_ID");
+            let key = env("TENCENTCLOUD_SECRET_KEY");
             match crate::emulator::run_standalone(listen, id, key).await {
                 Ok(()) => exit::OK,
                 Err(e) => {

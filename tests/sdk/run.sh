@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs tests/sdk/test_sdk.py (Tencent's Python SDKs against the emulator):
 # installs the SDKs into a venv under target/ (or with pip --user when venv
-# is missing), builds and starts the standalone emulator on a free port
+# is missing), builds and starts `tcbackup emulator` on a free port
 # with known keys, waits for it to listen, runs the test, stops the
 # emulator, and exits with the test's status.
 set -euo pipefail
@@ -26,15 +26,15 @@ if ! "$PY" -c 'import tencentcloud.redis, tencentcloud.postgres' 2>/dev/null; th
     fi
 fi
 
-cargo build --quiet --example emulator
-EMULATOR=$TARGET/debug/examples/emulator
+cargo build --quiet --bin tcbackup
+TCBACKUP=$TARGET/debug/tcbackup
 
 PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 export TENCENTCLOUD_SECRET_ID=AKIDsdkTestTcbackup00000000000EXAMPLE
 export TENCENTCLOUD_SECRET_KEY=sdkTestSecretKeyTcbackup000EXAMPLE
 LOG=$TARGET/sdk-emulator.log
 
-"$EMULATOR" --listen "127.0.0.1:$PORT" >"$LOG" 2>&1 &
+"$TCBACKUP" emulator --listen "127.0.0.1:$PORT" >"$LOG" 2>&1 &
 EMU_PID=$!
 stop_emulator() {
     kill "$EMU_PID" 2>/dev/null || true
