@@ -1,5 +1,6 @@
 //! SIGTERM in the middle of a transfer: exit 130, resumable state under
-//! `.partial/`, and a next run that continues instead of starting over.
+//! `.partial/`, and a next run that continues instead of starting over;
+//! while the transfer runs, a second run keeps out of the directory.
 
 use std::time::Duration;
 
@@ -12,6 +13,10 @@ use crate::common::*;
 const LEN: u64 = 24 << 20;
 const STALL_AT: u64 = 8 << 20;
 
+/// SIGTERM while 8 MiB of a 24 MiB file are in: exit 130, the `.part`
+/// file and its sidecar stay in `.partial/`, and the next run asks COS
+/// only for the bytes after the recorded offset and publishes a file
+/// identical to the object.
 #[test]
 fn sigterm_mid_transfer_exits_130_and_the_next_run_resumes() {
     let h = Harness::empty_postgres();
@@ -40,6 +45,17 @@ fn sigterm_mid_transfer_exits_130_and_the_next_run_resumes() {
     wait_for(Duration::from_secs(60), "the partial file to grow", || {
         std::fs::metadata(&part).is_ok_and(|m| m.len() >= STALL_AT / 2)
     });
+    // Meanwhile a second run refuses to share the download directory.
+    let requests = h.requests(&key);
+    let second = h.now();
+    second.assert_code(1);
+    assert!(
+        second.stderr.contains("another tcbackup is running"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(h.requests(&key), requests, "the second run downloaded");
+
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -49,6 +65,14 @@ fn sigterm_mid_transfer_exits_130_and_the_next_run_resumes() {
     run.assert_code(130);
     assert!(run.stderr.contains("SIGTERM"), "{}", run.stderr);
     assert!(run.stderr.contains("interrupted"), "{}", run.stderr);
+    // The summary does not call the unfinished instance ok.
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("{PG} (postgres): INTERRUPTED: "))),
+        "{}",
+        run.stderr
+    );
 
     // Resumable state is kept in the private area, nothing is published.
     assert!(part.is_file(), "{}", part.display());
