@@ -55,7 +55,15 @@ pub async fn now(config: Config) -> u8 {
 /// Print the end-of-run summary to stderr.
 pub fn print_summary(report: &CycleReport) {
     for instance in &report.instances {
-        let state = if instance.ok() { "ok" } else { "FAILED" };
+        // An interrupted instance with backups left to fetch is not "ok":
+        // the next run has work to do even though nothing failed.
+        let state = if !instance.ok() {
+            "FAILED"
+        } else if report.interrupted && instance.published.len() < instance.due {
+            "INTERRUPTED"
+        } else {
+            "ok"
+        };
         eprintln!(
             "{} ({}): {state}: {} listed, {} due, {} published, {} failed, {} pruned, {} set(s) on disk",
             instance.instance_id,

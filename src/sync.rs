@@ -53,8 +53,9 @@ pub enum SetError {
     /// The cloud API refused or failed.
     #[error(transparent)]
     Api(#[from] ApiError),
-    /// A file could not be downloaded.
-    #[error("{file}: {source}")]
+    /// A file could not be downloaded. Every transfer error already names
+    /// its backup and file, so the message is the source's alone.
+    #[error("{source}")]
     Transfer {
         /// The file name.
         file: String,
