@@ -90,14 +90,14 @@ pub fn print_summary(report: &CycleReport) {
 
 /// `tcbackup check-config`: the file, the credentials, and each instance.
 pub async fn check_config(config: Config) -> u8 {
-    println!(
+    crate::outln!(
         "{}: valid, {} instance(s), download_dir {}",
         config.source.display(),
         config.instances.len(),
         config.download_dir.display()
     );
     for w in &config.warnings {
-        println!("warning: {}", w.located(&config.source));
+        crate::outln!("warning: {}", w.located(&config.source));
     }
     let config = Arc::new(config);
     let ctx = match app::build_context(
@@ -113,7 +113,7 @@ pub async fn check_config(config: Config) -> u8 {
             return e.exit_code();
         }
     };
-    println!(
+    crate::outln!(
         "credentials: {}",
         ctx.catalog.client().credentials().describe()
     );
@@ -128,9 +128,11 @@ pub async fn check_config(config: Config) -> u8 {
             )
             .await
         {
-            Ok(()) => println!(
+            Ok(()) => crate::outln!(
                 "{} {} in {}: found",
-                instance.service, instance.instance_id, instance.region
+                instance.service,
+                instance.instance_id,
+                instance.region
             ),
             Err(e) => {
                 eprintln!(
@@ -271,16 +273,20 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
         .collect();
     if json {
         match serde_json::to_string_pretty(&rows) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => crate::outln!("{text}"),
             Err(e) => {
                 eprintln!("tcbackup: cannot encode the list: {e}");
                 return exit::FAILED;
             }
         }
     } else {
-        println!(
+        crate::outln!(
             "{:<20} {:<5} {:<40} {:<25} {:<12} LOCAL",
-            "INSTANCE", "KIND", "BACKUP", "START (UTC)", "REMOTE"
+            "INSTANCE",
+            "KIND",
+            "BACKUP",
+            "START (UTC)",
+            "REMOTE"
         );
         for row in &rows {
             let remote = match (row.remote_status, row.remote_finished) {
@@ -292,7 +298,7 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
                 (Some(dir), Some(bytes)) => format!("{} {}", indicatif::HumanBytes(bytes), dir),
                 _ => "-".to_string(),
             };
-            println!(
+            crate::outln!(
                 "{:<20} {:<5} {:<40} {:<25} {:<12} {}",
                 row.instance_id,
                 row.kind,
@@ -326,16 +332,16 @@ pub async fn verify(config: Config) -> u8 {
             for set in &listing.sets {
                 let report = store.verify_set(set)?;
                 if report.is_ok() {
-                    println!("ok      {}", set.dir.display());
+                    crate::outln!("ok      {}", set.dir.display());
                 } else {
                     bad += 1;
-                    println!("FAILED  {}", set.dir.display());
+                    crate::outln!("FAILED  {}", set.dir.display());
                     for file in report
                         .files
                         .iter()
                         .filter(|f| f.outcome != crate::store::FileOutcome::Ok)
                     {
-                        println!("        {}: {}", file.name, file.outcome);
+                        crate::outln!("        {}: {}", file.name, file.outcome);
                     }
                 }
             }
@@ -345,7 +351,7 @@ pub async fn verify(config: Config) -> u8 {
     .await;
     match result {
         Ok(Ok((total, 0))) => {
-            println!("{total} set(s) verified");
+            crate::outln!("{total} set(s) verified");
             exit::OK
         }
         Ok(Ok((total, bad))) => {
@@ -391,16 +397,18 @@ pub async fn prune(config: Config, dry_run: bool) -> u8 {
             }
         };
         let plan = retention::plan(&listing.set_infos(), &instance.retention, now);
-        println!(
+        crate::outln!(
             "{} ({}), policy {}:",
-            instance.instance_id, instance.service, instance.retention
+            instance.instance_id,
+            instance.service,
+            instance.retention
         );
-        println!("{plan}");
+        crate::outln!("{plan}");
         if !dry_run {
             match retention::apply(&instance.instance_id, &plan, &store) {
                 Ok(applied) => {
                     for id in &applied.deleted {
-                        println!("deleted {id}");
+                        crate::outln!("deleted {id}");
                     }
                     for (id, e) in &applied.failed {
                         eprintln!("could not delete {id}: {e}");

@@ -17,17 +17,15 @@ use crate::retention;
 /// credentials are filled in at run time.
 pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 
-/// The demo config pointed at a running emulator and `dir`.
-pub fn demo_config(
+/// The demo config as TOML, pointed at `endpoint` and `dir` (absolute),
+/// with the key pair when given.
+pub fn demo_config_text(
     endpoint: &str,
-    secret_id: &str,
-    secret_key: &str,
+    credentials: Option<(&str, &str)>,
     dir: &Path,
-) -> anyhow::Result<Config> {
+) -> anyhow::Result<String> {
     let mut value: toml::Table =
         toml::from_str(DEMO_CONFIG).context("config/demo.toml is not valid TOML")?;
-    let dir =
-        std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
     value.insert(
         "download_dir".into(),
         toml::Value::String(dir.display().to_string()),
@@ -39,17 +37,29 @@ pub fn demo_config(
         api.insert("endpoint".into(), toml::Value::String(endpoint.to_string()));
         api.insert("allow_http_downloads".into(), toml::Value::Boolean(true));
     }
-    let mut credentials = toml::Table::new();
-    credentials.insert(
-        "secret_id".into(),
-        toml::Value::String(secret_id.to_string()),
-    );
-    credentials.insert(
-        "secret_key".into(),
-        toml::Value::String(secret_key.to_string()),
-    );
-    value.insert("credentials".into(), toml::Value::Table(credentials));
-    let text = toml::to_string(&value).context("cannot write the demo config")?;
+    if let Some((secret_id, secret_key)) = credentials {
+        let mut table = toml::Table::new();
+        table.insert(
+            "secret_id".into(),
+            toml::Value::String(secret_id.to_string()),
+        );
+        table.insert(
+            "secret_key".into(),
+            toml::Value::String(secret_key.to_string()),
+        );
+        value.insert("credentials".into(), toml::Value::Table(table));
+    }
+    toml::to_string(&value).context("cannot write the demo config")
+}
+
+/// The demo config pointed at a running emulator and `dir`.
+pub fn demo_config(
+    endpoint: &str,
+    secret_id: &str,
+    secret_key: &str,
+    dir: &Path,
+) -> anyhow::Result<Config> {
+    let text = demo_config_text(endpoint, Some((secret_id, secret_key)), dir)?;
     Config::from_str(&text, "config/demo.toml").map_err(|e| anyhow::anyhow!("{e}"))
 }
 
@@ -59,10 +69,13 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
     let emulator = Emulator::start(EmulatorOptions::new().sample(true))
         .await
         .context("cannot start the built-in emulator")?;
-    println!(
+    crate::outln!(
         "Built-in emulator of the Tencent Cloud APIs and COS listening on {}",
         emulator.endpoint()
     );
+    let dir =
+        std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let dir = dir.as_path();
     let config = Arc::new(demo_config(
         &emulator.endpoint(),
         emulator.secret_id(),
@@ -70,12 +83,14 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
         dir,
     )?);
     for instance in &config.instances {
-        println!(
+        crate::outln!(
             "  {} {} ({})",
-            instance.service, instance.instance_id, instance.region
+            instance.service,
+            instance.instance_id,
+            instance.region
         );
     }
-    println!("Pulling into {}\n", config.download_dir.display());
+    crate::outln!("Pulling into {}\n", config.download_dir.display());
 
     let ctx = app::build_context(
         config.clone(),
@@ -89,7 +104,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
     drop(lock);
     crate::commands::print_summary(&report);
 
-    println!("\nWhat is on disk:");
+    crate::outln!("\nWhat is on disk:");
     let now = ctx.clock.now();
     for instance in &config.instances {
         let listing = ctx
@@ -97,35 +112,47 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
             .list_sets(&instance.instance_id)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         for set in &listing.sets {
-            println!("  {}/", set.dir.display());
+            crate::outln!("  {}/", set.dir.display());
             for file in &set.manifest.files {
                 let crc = if file.crc64_checked_against_cos {
                     "crc64 matched COS"
                 } else {
                     "no COS crc64"
                 };
-                println!(
+                crate::outln!(
                     "      {:<64} {:>10}  sha256 {}…  {crc}",
                     file.name,
                     indicatif::HumanBytes(file.size).to_string(),
                     &file.sha256[..16]
                 );
             }
-            println!("      manifest.json");
+            crate::outln!("      manifest.json");
         }
         let plan = retention::plan(&listing.set_infos(), &instance.retention, now);
-        println!(
+        crate::outln!(
             "\nRetention plan for {} ({}):\n{plan}",
-            instance.instance_id, instance.retention
+            instance.instance_id,
+            instance.retention
         );
     }
+    let emulator_endpoint = emulator.endpoint();
     emulator
         .shutdown()
         .await
         .context("emulator did not stop cleanly")?;
     let code = report.exit_code();
     if code == exit::OK {
-        println!("\nDemo complete. Try: tcbackup --config <file> list, verify, prune --dry-run");
+        // A config for the local commands (they need no emulator). It holds
+        // no key: the emulator is gone, and nothing here calls the API.
+        let config_path = dir.with_extension("toml");
+        let text = demo_config_text(&emulator_endpoint, None, dir)?;
+        std::fs::write(&config_path, text)
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        let c = config_path.display();
+        crate::outln!("\nDemo complete. The config it used (without the key) is {c}; try:");
+        crate::outln!("  tcbackup --config {c} list --local");
+        crate::outln!("  tcbackup --config {c} verify");
+        crate::outln!("  tcbackup --config {c} prune --dry-run");
     }
     Ok(code)
 }

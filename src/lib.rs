@@ -15,6 +15,7 @@ pub mod demo;
 pub mod emulator;
 pub mod logging;
 pub mod model;
+pub mod output;
 pub mod progress;
 pub mod retention;
 pub mod secret;

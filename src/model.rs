@@ -35,14 +35,18 @@ impl fmt::Display for Service {
 }
 
 /// What kind of backup a set is. Retention runs separately per kind.
+/// Serialised (manifests, JSON output) with the same short names as
+/// directory names and logs: `redis`, `base`, `log`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum BackupKind {
     /// A Redis backup: one RDB file per shard.
+    #[serde(rename = "redis")]
     Redis,
     /// A PostgreSQL base (full) backup.
+    #[serde(rename = "base")]
     PgBase,
     /// A PostgreSQL log (WAL) backup.
+    #[serde(rename = "log")]
     PgLog,
 }
 
@@ -161,6 +165,15 @@ pub fn check_file_name(name: &str) -> Result<&str, UnsafeFileName> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_serialise_as_their_short_names() {
+        for kind in [BackupKind::Redis, BackupKind::PgBase, BackupKind::PgLog] {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<BackupKind>(&json).unwrap(), kind);
+        }
+    }
 
     #[test]
     fn refuses_names_that_are_not_plain() {

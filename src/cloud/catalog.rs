@@ -304,7 +304,11 @@ impl Catalog {
             finish,
             expire,
             finished,
-            status: set.status.to_string(),
+            status: if set.locked == 1 {
+                format!("{} (locked)", set.status)
+            } else {
+                set.status.to_string()
+            },
             files: Vec::new(),
         })
     }

@@ -142,9 +142,12 @@ pub struct RedisBackupSet {
 }
 
 impl RedisBackupSet {
-    /// Finished and usable: `Status` 2 or 4.
+    /// Finished and usable now: `Status` 2 or 4 and not locked by another
+    /// workflow (a locked backup's URL call fails with
+    /// `ResourceUnavailable.BackupStatusInvalid`; it is fetched by a later
+    /// cycle once the lock is gone).
     pub fn is_finished(&self) -> bool {
-        FINISHED_STATUSES.contains(&self.status)
+        FINISHED_STATUSES.contains(&self.status) && self.locked != 1
     }
 }
 
@@ -378,6 +381,10 @@ mod tests {
             b.status = status;
             assert_eq!(b.is_finished(), finished, "status {status}");
         }
+        // A finished backup that another workflow holds is not fetchable yet.
+        b.status = 2;
+        b.locked = 1;
+        assert!(!b.is_finished());
     }
 
     #[test]

@@ -407,20 +407,15 @@ pub fn manifest(set: &Path) -> Value {
 /// Check a published set as a user would: it holds exactly `files` plus
 /// `manifest.json`, the manifest names the backup and lists every file
 /// with the size and SHA-256 of the bytes on disk. `kind` is the name in
-/// set directories (`redis`, `base`, `log`).
+/// set directories and manifests (`redis`, `base`, `log`).
 #[track_caller]
 pub fn assert_published_set(set: &Path, kind: &str, backup_id: &str, files: &[String]) {
-    let manifest_kind = match kind {
-        "base" => "pg_base",
-        "log" => "pg_log",
-        other => other,
-    };
     let mut expected: BTreeSet<String> = files.iter().cloned().collect();
     expected.insert("manifest.json".to_string());
     assert_eq!(entries(set), expected, "files of {}", set.display());
     let m = manifest(set);
     assert_eq!(m["backup_id"], backup_id, "{}", set.display());
-    assert_eq!(m["kind"], manifest_kind, "{}", set.display());
+    assert_eq!(m["kind"], kind, "{}", set.display());
     let listed = m["files"].as_array().unwrap();
     assert_eq!(listed.len(), files.len(), "{}", set.display());
     for record in listed {
