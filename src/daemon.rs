@@ -58,6 +58,9 @@ pub const STOP_GRACE: Duration = Duration::from_secs(60);
 /// How often `STATUS=` is refreshed while a cycle runs.
 pub const STATUS_EVERY: Duration = Duration::from_secs(15);
 
+/// The longest single sleep while waiting for the next run.
+const WAKE_EVERY: Duration = Duration::from_secs(60);
+
 /// How often a running cycle logs a progress line.
 const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -392,7 +395,6 @@ impl Daemon {
                 return e.exit_code();
             }
         };
-        let watchdog = self.spawn_watchdog();
         let mut history = History::seeded(active.config().metrics_file.as_deref());
         let mut last_start: Option<DateTime<Utc>> = None;
         let mut next = self.schedule_after(active.config(), last_start);
@@ -401,6 +403,8 @@ impl Daemon {
             active.config().instances.len(),
             stamp(next)
         ));
+        // systemd starts the watchdog clock at READY.
+        let watchdog = self.spawn_watchdog();
         tracing::info!(
             instances = active.config().instances.len(),
             first_cycle = %stamp(next),
@@ -409,9 +413,15 @@ impl Daemon {
         let code = 'run: loop {
             // Wait for the next run, serving reloads.
             loop {
+                // Sleep in slices and compare with the wall clock: a monotonic
+                // sleep does not count time the machine spent suspended.
                 let wait = (next - self.clock.now()).to_std().unwrap_or_default();
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => break,
+                    _ = tokio::time::sleep(wait.min(WAKE_EVERY)) => {
+                        if self.clock.now() >= next {
+                            break;
+                        }
+                    }
                     _ = token.cancelled() => break 'run exit::OK,
                     Some(()) = reloads.recv() => {
                         if let Some(new) = self.reload().await {
@@ -605,7 +615,10 @@ impl Daemon {
         tracing::info!("cycle started");
         self.notifier
             .status(&format!("cycle running since {}", stamp(started)));
-        self.ping(active, Ping::Start, "cycle started").await;
+        // The start ping goes out beside the cycle: a slow health-check
+        // server must not delay the backup.
+        let mut start_ping: Option<LocalBoxFuture<'_, ()>> =
+            Some(Box::pin(self.ping(active, Ping::Start, "cycle started")));
 
         let mut ctx = active.ctx.clone();
         ctx.progress = Progress::new(ProgressMode::Log {
@@ -639,6 +652,9 @@ impl Daemon {
                         indicatif::HumanBytes(total)
                     ));
                 }
+                Some(()) = OptionFuture::from(start_ping.as_mut()), if start_ping.is_some() => {
+                    start_ping = None;
+                }
                 Some(()) = reloads.recv(), if reloading.is_none() && !stopping => {
                     reloading = Some(Box::pin(self.reload()));
                 }
@@ -671,6 +687,10 @@ impl Daemon {
             return Outcome::Abandoned;
         };
         drop(lock);
+        // The start ping must be done before the success or fail ping.
+        if let Some(ping) = start_ping.take() {
+            ping.await;
+        }
         if report.interrupted {
             tracing::info!("cycle interrupted: {}", report.summary());
         } else {
