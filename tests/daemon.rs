@@ -558,6 +558,50 @@ async fn sighup_keeps_the_old_config_when_the_new_one_is_broken() {
     daemon.stop().await;
 }
 
+/// Requirement 2, the other half: a reload that arrives during a cycle is
+/// checked at once but does not interrupt the cycle (its transfer goes on in
+/// the same request); the new configuration is used from the next cycle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_during_a_cycle_waits_for_it() {
+    let s = Setup::new().await;
+    let key = s.add_slow_backup(1 << 20);
+    let conf = Conf {
+        redis: false,
+        slow_pg: true,
+        ..Conf::default()
+    };
+    s.write_config(&conf);
+    let daemon = s.spawn(&[], &[]);
+    s.wait_for_part(300 << 10).await;
+    s.write_config(&Conf {
+        redis: true,
+        ..conf.clone()
+    });
+    daemon.signal("HUP");
+    let accepted = s
+        .notify
+        .wait(0, "READY after the reload", |m| {
+            m.starts_with("READY=1")
+                && m.contains("configuration reloaded; it takes effect when the running cycle ends")
+        })
+        .await;
+    let (done, status) = next_cycle(&s.notify, accepted).await;
+    assert!(status.contains("1 set(s) published"), "{status}");
+    assert_eq!(
+        s.emu.cos().stats(&key).requests,
+        1,
+        "the slow download was never interrupted"
+    );
+    assert!(
+        s.published(REDIS).is_empty(),
+        "the running cycle kept its configuration"
+    );
+    let (_, status) = next_cycle(&s.notify, done + 1).await;
+    assert!(status.contains("4 set(s) published"), "{status}");
+    assert_eq!(s.published(REDIS).len(), 4);
+    daemon.stop().await;
+}
+
 /// Requirement 3: SIGTERM during a transfer exits 0 at once, sends
 /// STOPPING=1 and leaves the `.part` file and its sidecar; the next start
 /// resumes, so the emulator serves fewer bytes than the object holds.
