@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Checks the systemd units in systemd/: `systemd-analyze verify` must pass and
+# Checks the systemd units in systemd/: `systemd-analyze verify` must pass, the
+# daemon's unit must keep the settings the daemon relies on (Type=notify,
+# WatchdogSec=, the SIGHUP reload, a stop timeout above its 60 s grace), and
 # `systemd-analyze security` must rate each service's exposure at 1.5 or lower.
 # ExecStart paths are pointed at the freshly built binary, since
 # /usr/local/bin/tcbackup need not exist on a CI machine.
@@ -17,6 +19,17 @@ done
 
 ( cd "$work" && systemd-analyze verify ./*.service ./*.timer )
 echo "systemd-analyze verify: ok"
+
+# What the daemon relies on: sd_notify readiness and watchdog, SIGHUP reload.
+for line in 'Type=notify' 'NotifyAccess=main' 'ExecReload=/bin/kill -HUP $MAINPID' \
+            'KillSignal=SIGTERM' 'TimeoutStopSec=90s'; do
+  if ! grep -qxF "$line" systemd/tcbackup.service; then
+    echo "systemd/tcbackup.service lacks: $line" >&2
+    exit 1
+  fi
+done
+grep -q '^WatchdogSec=' systemd/tcbackup.service \
+  || { echo "systemd/tcbackup.service lacks WatchdogSec=" >&2; exit 1; }
 
 status=0
 for unit in "$work"/*.service; do

@@ -1,28 +1,71 @@
 //! Daemon mode: the sync cycle on a schedule (an interval with jitter, or a
-//! daily time), never overlapping itself or a `--now` run (the store's
-//! lock), with SIGTERM to stop, SIGHUP to reload the configuration, and
-//! sd_notify readiness, status and watchdog messages.
+//! daily time), under systemd or not.
+//!
+//! - **Readiness.** `READY=1` is sent once the configuration is valid and
+//!   the credentials were checked against the API (every configured instance
+//!   is looked up; credentials the API refuses for all of them stop the
+//!   daemon with exit 3; an unreachable API is only a warning, the cycle
+//!   retries).
+//! - **No overlap.** A cycle runs under the download directory's lock
+//!   (`Store::lock`), the same one `tcbackup --now` takes. A cycle that
+//!   cannot take it is skipped with a warning and tried again at the next run.
+//! - **SIGTERM/SIGINT** stop scheduling and cancel the running cycle:
+//!   transfers stop at a chunk boundary and keep their `.part` file and
+//!   sidecar for resume. `STOPPING=1` is sent at once; the process exits 0
+//!   when the cycle has wound down, or 1 after [`STOP_GRACE`] if it has not.
+//! - **SIGHUP** reloads the configuration file. A new configuration is put to
+//!   use only when it is valid and its credentials pass the check; otherwise
+//!   the error is logged and the old one is kept. A reload never interrupts a
+//!   running cycle: it is checked at once and takes effect when the cycle ends.
+//! - **sd_notify.** `STATUS=` shows the running cycle (bytes so far) or the
+//!   last and next run; `WATCHDOG=1` every half `WatchdogSec` from a task of
+//!   its own, so a long cycle keeps the watchdog fed while a wedged runtime
+//!   does not.
+//! - **After each cycle**: the metrics file (seeded at startup from the
+//!   previous file, so the last success time survives a restart) and the
+//!   health-check pings (start, success, fail; none for an interrupted cycle).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, NaiveTime, TimeZone, Utc};
+use futures::future::{LocalBoxFuture, OptionFuture};
 use rand::Rng;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::app::{self, exit};
+use crate::app::{self, exit, SetupError};
 use crate::clock::Clock;
+use crate::cloud::error::ApiError;
 use crate::config::{Config, Schedule, ScheduleWhen};
 use crate::progress::{Progress, ProgressMode};
 use crate::service::healthcheck::{HealthCheck, Ping};
 use crate::service::metrics::{self, InstanceMetrics};
 use crate::service::notify::Notifier;
 use crate::shutdown::Shutdown;
+use crate::store::StoreError;
 use crate::sync::{CycleReport, SyncContext};
 
-/// When the next cycle starts: `jitter` is the random delay drawn for it.
+/// How long a stop waits for the running cycle to wind down before the
+/// process exits anyway. Below the unit's `TimeoutStopSec=90s`, so systemd
+/// never has to SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(60);
+
+/// How often `STATUS=` is refreshed while a cycle runs.
+pub const STATUS_EVERY: Duration = Duration::from_secs(15);
+
+/// The longest single sleep while waiting for the next run.
+const WAKE_EVERY: Duration = Duration::from_secs(60);
+
+/// How often a running cycle logs a progress line.
+const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// When the next cycle starts after one that started at `last_start`:
+/// `jitter` is the random delay drawn for it.
 pub fn next_run(
     schedule: &Schedule,
     time_zone: FixedOffset,
@@ -42,6 +85,22 @@ pub fn next_run(
     }
 }
 
+/// When the first cycle starts: at once for an interval, at the next daily
+/// time (plus `jitter`) for `daily_at`.
+pub fn first_run(
+    schedule: &Schedule,
+    time_zone: FixedOffset,
+    now: DateTime<Utc>,
+    jitter: Duration,
+) -> DateTime<Utc> {
+    match schedule.when {
+        ScheduleWhen::Every(_) => now,
+        ScheduleWhen::DailyAt(at) => {
+            next_daily(at, time_zone, now) + chrono::Duration::from_std(jitter).unwrap_or_default()
+        }
+    }
+}
+
 fn next_daily(at: NaiveTime, tz: FixedOffset, now: DateTime<Utc>) -> DateTime<Utc> {
     let local_now = now.with_timezone(&tz);
     let today = local_now.date_naive().and_time(at);
@@ -57,6 +116,112 @@ fn next_daily(at: NaiveTime, tz: FixedOffset, now: DateTime<Utc>) -> DateTime<Ut
     }
 }
 
+fn draw_jitter(max: Duration) -> Duration {
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(
+        rand::thread_rng().gen_range(0..=max.as_millis().min(u128::from(u64::MAX)) as u64),
+    )
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// Log the config's warnings and, when it holds a secret and is readable by
+/// group or others, the warning that names the file and the `chmod 600`.
+pub fn log_config_warnings(config: &Config) {
+    for warning in &config.warnings {
+        tracing::warn!("{}", warning.located(&config.source));
+    }
+    if let Some(exposed) = config.exposed_secret() {
+        tracing::warn!("{exposed}");
+    }
+}
+
+/// Why a configuration could not be put to use (at startup or on reload).
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The client, credentials or transfer engine could not be set up.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The API refused the credentials for every configured instance.
+    #[error("the API refused the credentials ({credentials}) for {service} instance {instance_id}: {error}")]
+    Refused {
+        /// Which credentials, masked (`config file, AKID…1234`).
+        credentials: String,
+        /// `redis` or `postgres`.
+        service: crate::model::Service,
+        /// The first instance refused.
+        instance_id: String,
+        /// The API's answer.
+        error: ApiError,
+    },
+    /// SIGTERM arrived before the check was done.
+    #[error("stopped before the configuration was put to use")]
+    Cancelled,
+}
+
+impl PrepareError {
+    /// The exit code when this stops the daemon at startup.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            PrepareError::Setup(e) => e.exit_code(),
+            PrepareError::Refused { .. } => exit::AUTH,
+            PrepareError::Cancelled => exit::OK,
+        }
+    }
+}
+
+/// Look every configured instance up: credentials the API refuses for all
+/// of them are an error; anything else (a refused instance among accepted
+/// ones, an unreachable API, an unknown instance) is a warning.
+async fn check_credentials(ctx: &SyncContext) -> Result<(), PrepareError> {
+    let mut confirmed = false;
+    let mut refused = Vec::new();
+    for instance in &ctx.config.instances {
+        let checked = ctx
+            .catalog
+            .check_instance(
+                instance.service,
+                &instance.instance_id,
+                Some(&instance.region),
+            )
+            .await;
+        match checked {
+            Ok(()) => confirmed = true,
+            Err(error) if error.is_auth() => refused.push((instance, error)),
+            Err(error) => tracing::warn!(
+                instance = %instance.instance_id,
+                "could not check {} instance {} at startup (each cycle checks it again): {error}",
+                instance.service,
+                instance.instance_id
+            ),
+        }
+    }
+    if !confirmed {
+        if let Some((instance, error)) = refused.into_iter().next() {
+            return Err(PrepareError::Refused {
+                credentials: ctx.catalog.client().credentials().describe(),
+                service: instance.service,
+                instance_id: instance.instance_id.clone(),
+                error,
+            });
+        }
+        return Ok(());
+    }
+    for (instance, error) in refused {
+        tracing::warn!(
+            instance = %instance.instance_id,
+            "the API refuses access to {} instance {}; it will fail every cycle: {error}",
+            instance.service,
+            instance.instance_id
+        );
+    }
+    Ok(())
+}
+
 /// What the daemon keeps between cycles for the metrics file.
 #[derive(Debug, Default)]
 struct History {
@@ -64,6 +229,26 @@ struct History {
 }
 
 impl History {
+    /// Start from the last success times in the previous metrics file.
+    fn seeded(path: Option<&Path>) -> Self {
+        let mut history = History::default();
+        let Some(text) = path.and_then(|p| std::fs::read_to_string(p).ok()) else {
+            return history;
+        };
+        for (instance, (service, at)) in metrics::read_last_success(&text) {
+            history.instances.insert(
+                instance,
+                InstanceMetrics {
+                    service,
+                    last_success_unix: Some(at),
+                    ..InstanceMetrics::default()
+                },
+            );
+        }
+        history
+    }
+
+    /// Take in a completed (not interrupted) cycle.
     fn record(&mut self, report: &CycleReport) {
         let at = report.started.timestamp();
         for i in &report.instances {
@@ -82,6 +267,53 @@ impl History {
             m.bytes_on_disk = i.bytes_on_disk;
         }
     }
+
+    /// Forget instances that are no longer configured.
+    fn retain_configured(&mut self, config: &Config) {
+        self.instances.retain(|id, _| config.instance(id).is_some());
+    }
+
+    /// Write the metrics file, if one is configured; failures are logged.
+    async fn write(&self, config: &Config) {
+        let Some(path) = config.metrics_file.clone() else {
+            return;
+        };
+        let text = metrics::render(&self.instances);
+        let target = path.clone();
+        let written =
+            tokio::task::spawn_blocking(move || metrics::write_atomically(&target, &text)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(path = %path.display(), "metrics file not written: {e}")
+            }
+            Err(e) => tracing::warn!(path = %path.display(), "metrics file not written: {e}"),
+        }
+    }
+}
+
+/// A configuration put to use: the cycle's context and the pinger.
+struct Active {
+    ctx: SyncContext,
+    health: Option<HealthCheck>,
+}
+
+impl Active {
+    fn config(&self) -> &Config {
+        &self.ctx.config
+    }
+}
+
+/// How a scheduled cycle went.
+enum Outcome {
+    /// It ran (possibly interrupted).
+    Ran(CycleReport),
+    /// Another tcbackup held the lock.
+    Skipped(String),
+    /// It could not start (the lock could not be taken for another reason).
+    Failed(String),
+    /// SIGTERM came and the cycle did not wind down within the grace period.
+    Abandoned,
 }
 
 /// Run as a daemon until SIGTERM/SIGINT. Returns the exit code.
@@ -89,201 +321,403 @@ pub async fn run(config_path: &Path, config: Config) -> u8 {
     let shutdown = match app::shutdown_on_signals() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("tcbackup: {e:#}");
+            tracing::error!("{e:#}");
             return exit::FAILED;
         }
     };
     let reloads = match crate::shutdown::reload_requests() {
         Ok(rx) => rx,
         Err(e) => {
-            eprintln!("tcbackup: cannot listen for SIGHUP: {e}");
+            tracing::error!("cannot listen for SIGHUP: {e}");
             return exit::FAILED;
         }
     };
-    let daemon = Daemon {
-        config_path: config_path.to_path_buf(),
-        clock: app::system_clock(),
-        notifier: Notifier::from_env(),
+    let daemon = Daemon::new(
+        config_path.to_path_buf(),
+        app::system_clock(),
+        Notifier::from_env(),
         shutdown,
-    };
+    );
     daemon.run(config, reloads).await
 }
 
 /// The daemon's wiring, injectable for tests.
 pub struct Daemon {
     /// Where SIGHUP reloads the configuration from.
-    pub config_path: std::path::PathBuf,
+    pub config_path: PathBuf,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// sd_notify target.
     pub notifier: Notifier,
     /// The stop signal.
     pub shutdown: Shutdown,
+    /// How long a stop waits for the running cycle ([`STOP_GRACE`]).
+    pub stop_grace: Duration,
+    /// How often `STATUS=` is refreshed during a cycle ([`STATUS_EVERY`]).
+    pub status_every: Duration,
+    /// The HTTP client for health-check pings.
+    pub http: reqwest::Client,
+    stopping_sent: AtomicBool,
 }
 
 impl Daemon {
-    /// Loop: cycle, wait for the next run (or a reload, or stop), repeat.
+    /// A daemon with the default grace and status periods.
+    pub fn new(
+        config_path: PathBuf,
+        clock: Arc<dyn Clock>,
+        notifier: Notifier,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self {
+            config_path,
+            clock,
+            notifier,
+            shutdown,
+            stop_grace: STOP_GRACE,
+            status_every: STATUS_EVERY,
+            http: reqwest::Client::new(),
+            stopping_sent: AtomicBool::new(false),
+        }
+    }
+
+    /// Check `config`, report READY, then loop: wait for the next run (serving
+    /// reloads), run a cycle, repeat; until the stop signal. Returns the exit code.
     pub async fn run(self, config: Config, mut reloads: mpsc::Receiver<()>) -> u8 {
-        let mut config = Arc::new(config);
-        let mut ctx = match self.context(config.clone()).await {
-            Ok(ctx) => ctx,
-            Err(code) => return code,
-        };
         let token = self.shutdown.token();
-        let watchdog = self.notifier.watchdog_interval().map(|every| {
-            let notifier = self.notifier.clone();
-            let token = token.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => notifier.watchdog(),
-                        _ = token.cancelled() => break,
-                    }
-                }
-            })
-        });
+        let mut active = match self.prepare(Arc::new(config)).await {
+            Ok(active) => active,
+            Err(PrepareError::Cancelled) => {
+                self.stopping("stopped before the first cycle");
+                return exit::OK;
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                return e.exit_code();
+            }
+        };
+        let mut history = History::seeded(active.config().metrics_file.as_deref());
+        let mut last_start: Option<DateTime<Utc>> = None;
+        let mut next = self.schedule_after(active.config(), last_start);
         self.notifier.ready(&format!(
-            "watching {} instance(s); first cycle starting",
-            config.instances.len()
+            "watching {} instance(s); first cycle {}",
+            active.config().instances.len(),
+            stamp(next)
         ));
-        tracing::info!(instances = config.instances.len(), "daemon started");
-        let mut history = History::default();
-        let mut next = self.clock.now();
-        loop {
-            // Wait for the next run, a reload, or the stop signal.
+        // systemd starts the watchdog clock at READY.
+        let watchdog = self.spawn_watchdog();
+        tracing::info!(
+            instances = active.config().instances.len(),
+            first_cycle = %stamp(next),
+            "daemon started"
+        );
+        let code = 'run: loop {
+            // Wait for the next run, serving reloads.
             loop {
+                // Sleep in slices and compare with the wall clock: a monotonic
+                // sleep does not count time the machine spent suspended.
                 let wait = (next - self.clock.now()).to_std().unwrap_or_default();
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => break,
-                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep(wait.min(WAKE_EVERY)) => {
+                        if self.clock.now() >= next {
+                            break;
+                        }
+                    }
+                    _ = token.cancelled() => break 'run exit::OK,
                     Some(()) = reloads.recv() => {
-                        self.notifier.reloading();
-                        match Config::load(&self.config_path) {
-                            Ok(new) => match self.context(Arc::new(new)).await {
-                                Ok(new_ctx) => {
-                                    config = new_ctx.config.clone();
-                                    ctx = new_ctx;
-                                    tracing::info!(path = %self.config_path.display(), "configuration reloaded");
-                                    self.notifier.ready(&format!("configuration reloaded; next run {}", next.format("%Y-%m-%d %H:%M:%S UTC")));
-                                }
-                                Err(_) => {
-                                    tracing::error!("new configuration not usable; keeping the old one");
-                                    self.notifier.ready("reload failed; running with the previous configuration");
-                                }
-                            },
-                            Err(e) => {
-                                tracing::error!("configuration reload failed, keeping the old one:\n{e}");
-                                self.notifier.ready("reload failed; running with the previous configuration");
-                            }
+                        if let Some(new) = self.reload().await {
+                            active = new;
+                            history.retain_configured(active.config());
+                            next = self.schedule_after(active.config(), last_start);
+                            self.notifier.ready(&format!(
+                                "configuration reloaded; next run {}",
+                                stamp(next)
+                            ));
                         }
                     }
                 }
             }
             if token.is_cancelled() {
-                break;
+                break exit::OK;
             }
+
             let started = self.clock.now();
-            self.notifier.status(&format!(
-                "cycle running since {}",
-                started.format("%H:%M:%S UTC")
-            ));
-            let report = self.cycle(&ctx, &config).await;
-            history.record(&report);
-            if let Some(path) = &config.metrics_file {
-                let text = metrics::render(&history.instances);
-                if let Err(e) = metrics::write_atomically(path, &text) {
-                    tracing::warn!(path = %path.display(), "metrics file not written: {e}");
+            last_start = Some(started);
+            let mut pending = None;
+            let outcome = self.cycle(&active, &mut reloads, &mut pending).await;
+            if let Some(new) = pending {
+                active = new;
+                history.retain_configured(active.config());
+                tracing::info!("the reloaded configuration is now in use");
+            }
+            let last = match &outcome {
+                Outcome::Abandoned => break exit::FAILED,
+                Outcome::Ran(report) if report.interrupted => {
+                    format!("cycle of {} interrupted", stamp(started))
                 }
-            }
+                Outcome::Ran(report) => {
+                    history.record(report);
+                    history.retain_configured(active.config());
+                    history.write(active.config()).await;
+                    format!("last run {}: {}", stamp(started), report.summary())
+                }
+                Outcome::Skipped(why) => format!("last run skipped at {}: {why}", stamp(started)),
+                Outcome::Failed(why) => format!("last run failed at {}: {why}", stamp(started)),
+            };
             if token.is_cancelled() {
-                break;
+                break exit::OK;
             }
-            let jitter = draw_jitter(config.schedule.jitter);
-            next = next_run(
-                &config.schedule,
-                config.time_zone,
-                started,
-                self.clock.now(),
-                jitter,
-            );
-            self.notifier.status(&format!(
-                "last run {}: {}; next run {}",
-                started.format("%Y-%m-%d %H:%M UTC"),
-                report.summary(),
-                next.format("%Y-%m-%d %H:%M UTC")
-            ));
-            tracing::info!(next = %next.format("%Y-%m-%d %H:%M:%S UTC"), "next cycle scheduled");
-        }
-        self.notifier
-            .stopping("stopping: partial downloads are kept for resume");
+            next = self.schedule_after(active.config(), last_start);
+            self.notifier
+                .status(&format!("{last}; next run {}", stamp(next)));
+            tracing::info!(next = %stamp(next), "next cycle scheduled");
+        };
+        self.stopping("stopping: partial downloads are kept for resume");
         if let Some(w) = watchdog {
             w.abort();
         }
         tracing::info!("daemon stopped");
-        exit::OK
+        code
     }
 
-    async fn context(&self, config: Arc<Config>) -> Result<SyncContext, u8> {
-        let progress = Progress::new(ProgressMode::Log {
-            interval: Duration::from_secs(60),
-        });
-        app::build_context(config, self.clock.clone(), progress)
-            .await
-            .map_err(|e| {
-                tracing::error!("{e}");
-                e.exit_code()
-            })
-    }
-
-    async fn cycle(&self, ctx: &SyncContext, config: &Config) -> CycleReport {
-        let ping = config
-            .healthcheck_url
-            .as_ref()
-            .map(|u| HealthCheck::new(u.to_string(), reqwest::Client::new()));
-        if let Some(p) = &ping {
-            p.ping(Ping::Start, "cycle started").await;
+    /// When the next cycle starts, under `config`'s schedule.
+    fn schedule_after(&self, config: &Config, last_start: Option<DateTime<Utc>>) -> DateTime<Utc> {
+        let jitter = draw_jitter(config.schedule.jitter);
+        let now = self.clock.now();
+        match last_start {
+            Some(start) => next_run(&config.schedule, config.time_zone, start, now, jitter),
+            None => first_run(&config.schedule, config.time_zone, now, jitter),
         }
-        let report = match ctx.store.lock() {
-            Ok(_lock) => ctx.run_cycle(&self.shutdown.token()).await,
+    }
+
+    /// STOPPING=1, once.
+    fn stopping(&self, status: &str) {
+        if !self.stopping_sent.swap(true, Ordering::SeqCst) {
+            self.notifier.stopping(status);
+        }
+    }
+
+    fn spawn_watchdog(&self) -> Option<JoinHandle<()>> {
+        let every = self.notifier.watchdog_interval()?;
+        let notifier = self.notifier.clone();
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                notifier.watchdog();
+            }
+        }))
+    }
+
+    /// Build everything a cycle needs for `config` and check its
+    /// credentials; gives up when the stop signal comes.
+    async fn prepare(&self, config: Arc<Config>) -> Result<Active, PrepareError> {
+        let token = self.shutdown.token();
+        let work = async {
+            // Each cycle gets its own progress; this one is never shown.
+            let progress = Progress::new(ProgressMode::Quiet);
+            let ctx = app::build_context(config.clone(), self.clock.clone(), progress).await?;
+            check_credentials(&ctx).await?;
+            Ok::<_, PrepareError>(ctx)
+        };
+        let ctx = tokio::select! {
+            ctx = work => ctx?,
+            _ = token.cancelled() => return Err(PrepareError::Cancelled),
+        };
+        let health = config
+            .healthcheck_url
+            .clone()
+            .map(|url| HealthCheck::new(url, self.http.clone()));
+        Ok(Active { ctx, health })
+    }
+
+    /// Read the configuration file again and put it to use, or report why
+    /// not and return `None` (the caller keeps the old one).
+    async fn reload(&self) -> Option<Active> {
+        self.notifier.reloading();
+        tracing::info!(path = %self.config_path.display(), "SIGHUP: reloading the configuration");
+        let failed = |why: &str| {
+            tracing::error!(
+                "configuration reload failed, keeping the previous configuration: {why}"
+            );
+        };
+        let config = match Config::load(&self.config_path) {
+            Ok(config) => config,
             Err(e) => {
-                tracing::warn!("cycle skipped: {e}");
-                CycleReport {
-                    started: self.clock.now(),
-                    elapsed: Duration::ZERO,
-                    instances: Vec::new(),
-                    interrupted: false,
+                // One line per problem: the journal shows each with its priority.
+                for line in e.to_string().lines() {
+                    failed(line);
+                }
+                self.notifier
+                    .ready("reload failed (see the log); running with the previous configuration");
+                return None;
+            }
+        };
+        log_config_warnings(&config);
+        match self.prepare(Arc::new(config)).await {
+            Ok(active) => {
+                tracing::info!(path = %self.config_path.display(), "configuration reloaded");
+                Some(active)
+            }
+            Err(PrepareError::Cancelled) => None,
+            Err(e) => {
+                failed(&e.to_string());
+                self.notifier
+                    .ready("reload failed (see the log); running with the previous configuration");
+                None
+            }
+        }
+    }
+
+    /// Send a health-check ping, unless none is configured; gives up when
+    /// the stop signal comes.
+    async fn ping(&self, active: &Active, ping: Ping, body: &str) {
+        let Some(health) = &active.health else {
+            return;
+        };
+        let token = self.shutdown.token();
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => {}
+            _ = health.ping(ping, body) => {}
+        }
+    }
+
+    /// One scheduled cycle under the lock, with STATUS updates, reloads
+    /// checked on the side (a good one lands in `pending`) and the stop
+    /// signal's grace period.
+    async fn cycle(
+        &self,
+        active: &Active,
+        reloads: &mut mpsc::Receiver<()>,
+        pending: &mut Option<Active>,
+    ) -> Outcome {
+        let token = self.shutdown.token();
+        let store = active.ctx.store.clone();
+        let lock = match tokio::task::spawn_blocking(move || store.lock()).await {
+            Ok(Ok(lock)) => lock,
+            Ok(Err(e @ StoreError::Locked { .. })) => {
+                tracing::warn!("cycle skipped: {e}; it is tried again at the next run");
+                return Outcome::Skipped(e.to_string());
+            }
+            Ok(Err(e)) => {
+                tracing::error!("cycle not started: {e}");
+                self.ping(active, Ping::Fail, &format!("cycle not started: {e}"))
+                    .await;
+                return Outcome::Failed(e.to_string());
+            }
+            Err(e) => {
+                tracing::error!("cycle not started: {e}");
+                return Outcome::Failed(e.to_string());
+            }
+        };
+        let started = self.clock.now();
+        tracing::info!("cycle started");
+        self.notifier
+            .status(&format!("cycle running since {}", stamp(started)));
+        // The start ping goes out beside the cycle: a slow health-check
+        // server must not delay the backup.
+        let mut start_ping: Option<LocalBoxFuture<'_, ()>> =
+            Some(Box::pin(self.ping(active, Ping::Start, "cycle started")));
+
+        let mut ctx = active.ctx.clone();
+        ctx.progress = Progress::new(ProgressMode::Log {
+            interval: PROGRESS_LOG_EVERY,
+        });
+        let progress = ctx.progress.clone();
+        let run = ctx.run_cycle(&token);
+        tokio::pin!(run);
+        let mut status =
+            tokio::time::interval_at(Instant::now() + self.status_every, self.status_every);
+        status.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let grace = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(grace);
+        let mut stopping = false;
+        let mut reloading: Option<LocalBoxFuture<'_, Option<Active>>> = None;
+        let report = loop {
+            tokio::select! {
+                report = &mut run => break Some(report),
+                _ = token.cancelled(), if !stopping => {
+                    stopping = true;
+                    grace.as_mut().reset(Instant::now() + self.stop_grace);
+                    self.stopping("stopping: transfers are saving their resume state");
+                }
+                _ = &mut grace, if stopping => break None,
+                _ = status.tick() => {
+                    let (done, total) = progress.totals();
+                    self.notifier.status(&format!(
+                        "cycle running since {}: {} of {} downloaded",
+                        stamp(started),
+                        indicatif::HumanBytes(done),
+                        indicatif::HumanBytes(total)
+                    ));
+                }
+                Some(()) = OptionFuture::from(start_ping.as_mut()), if start_ping.is_some() => {
+                    start_ping = None;
+                }
+                Some(()) = reloads.recv(), if reloading.is_none() && !stopping => {
+                    reloading = Some(Box::pin(self.reload()));
+                }
+                Some(checked) = OptionFuture::from(reloading.as_mut()), if reloading.is_some() => {
+                    reloading = None;
+                    if let Some(new) = checked {
+                        *pending = Some(new);
+                        self.notifier.ready(
+                            "configuration reloaded; it takes effect when the running cycle ends",
+                        );
+                    }
                 }
             }
         };
-        tracing::info!("{}", report.summary());
-        if let Some(p) = &ping {
-            let kind = if report.exit_code() == exit::OK {
+        // A reload still being checked is finished, not dropped.
+        if let Some(checking) = reloading.take() {
+            if !token.is_cancelled() {
+                if let Some(new) = checking.await {
+                    *pending = Some(new);
+                    self.notifier
+                        .ready("configuration reloaded; it takes effect now");
+                }
+            }
+        }
+        let Some(report) = report else {
+            tracing::error!(
+                "the cycle did not stop within {}s of the stop signal; exiting anyway (downloads resume from their last saved state)",
+                self.stop_grace.as_secs()
+            );
+            return Outcome::Abandoned;
+        };
+        drop(lock);
+        // The start ping must be done before the success or fail ping.
+        if let Some(ping) = start_ping.take() {
+            ping.await;
+        }
+        if report.interrupted {
+            tracing::info!("cycle interrupted: {}", report.summary());
+        } else {
+            tracing::info!("cycle finished: {}", report.summary());
+            let ping = if report.exit_code() == exit::OK {
                 Ping::Success
             } else {
                 Ping::Fail
             };
-            p.ping(kind, &report.summary()).await;
+            self.ping(active, ping, &report.summary()).await;
         }
-        report
+        Outcome::Ran(report)
     }
-}
-
-fn draw_jitter(max: Duration) -> Duration {
-    if max.is_zero() {
-        return Duration::ZERO;
-    }
-    Duration::from_millis(
-        rand::thread_rng().gen_range(0..=max.as_millis().min(u128::from(u64::MAX)) as u64),
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{BackupKind, Service};
+    use crate::sync::{Failure, InstanceReport, Published, SetError};
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn cst() -> FixedOffset {
+        FixedOffset::east_opt(8 * 3600).unwrap()
     }
 
     #[test]
@@ -292,10 +726,9 @@ mod tests {
             when: ScheduleWhen::Every(Duration::from_secs(3600)),
             jitter: Duration::ZERO,
         };
-        let tz = FixedOffset::east_opt(8 * 3600).unwrap();
         let next = next_run(
             &s,
-            tz,
+            cst(),
             at("2026-11-26T00:00:00Z"),
             at("2026-11-26T00:10:00Z"),
             Duration::from_secs(30),
@@ -304,12 +737,15 @@ mod tests {
         // A cycle longer than the interval: the next one starts right away.
         let next = next_run(
             &s,
-            tz,
+            cst(),
             at("2026-11-26T00:00:00Z"),
             at("2026-11-26T02:00:00Z"),
             Duration::ZERO,
         );
         assert_eq!(next, at("2026-11-26T02:00:00Z"));
+        // The first run of an interval schedule is at startup.
+        let now = at("2026-11-26T05:07:00Z");
+        assert_eq!(first_run(&s, cst(), now, Duration::from_secs(99)), now);
     }
 
     #[test]
@@ -318,12 +754,11 @@ mod tests {
             when: ScheduleWhen::DailyAt(NaiveTime::from_hms_opt(3, 30, 0).unwrap()),
             jitter: Duration::ZERO,
         };
-        let tz = FixedOffset::east_opt(8 * 3600).unwrap();
         // 03:30 at UTC+8 is 19:30 UTC the day before.
         assert_eq!(
             next_run(
                 &s,
-                tz,
+                cst(),
                 at("2026-11-26T00:00:00Z"),
                 at("2026-11-26T10:00:00Z"),
                 Duration::ZERO
@@ -333,12 +768,123 @@ mod tests {
         assert_eq!(
             next_run(
                 &s,
-                tz,
+                cst(),
                 at("2026-11-26T00:00:00Z"),
                 at("2026-11-26T19:30:00Z"),
                 Duration::ZERO
             ),
             at("2026-11-27T19:30:00Z")
         );
+        // A daily schedule does not run at startup, but at its time.
+        assert_eq!(
+            first_run(
+                &s,
+                cst(),
+                at("2026-11-26T10:00:00Z"),
+                Duration::from_secs(60)
+            ),
+            at("2026-11-26T19:31:00Z")
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bound() {
+        assert_eq!(draw_jitter(Duration::ZERO), Duration::ZERO);
+        for _ in 0..100 {
+            assert!(draw_jitter(Duration::from_secs(2)) <= Duration::from_secs(2));
+        }
+    }
+
+    fn instance(id: &str, service: Service) -> InstanceReport {
+        InstanceReport {
+            instance_id: id.to_string(),
+            service,
+            listed: 0,
+            due: 0,
+            published: Vec::new(),
+            failures: Vec::new(),
+            pruned: Vec::new(),
+            retention_skipped: None,
+            sets_on_disk: 0,
+            bytes_on_disk: 0,
+        }
+    }
+
+    #[test]
+    fn history_keeps_the_last_success_through_failures() {
+        let mut ok = instance("crs-1", Service::Redis);
+        ok.published.push(Published {
+            kind: BackupKind::Redis,
+            backup_id: "b1".into(),
+            dir: PathBuf::from("/d/crs-1/x"),
+            bytes: 300,
+            files: 3,
+        });
+        ok.sets_on_disk = 4;
+        ok.bytes_on_disk = 1200;
+        let mut history = History::default();
+        history.record(&CycleReport {
+            started: at("2026-11-26T00:00:00Z"),
+            elapsed: Duration::from_secs(3),
+            instances: vec![ok],
+            interrupted: false,
+        });
+        let m = &history.instances["crs-1"];
+        assert_eq!(
+            m.last_success_unix,
+            Some(at("2026-11-26T00:00:00Z").timestamp())
+        );
+        assert_eq!((m.bytes_downloaded, m.sets_published), (300, 1));
+        assert_eq!((m.sets_on_disk, m.bytes_on_disk), (4, 1200));
+
+        let mut failed = instance("crs-1", Service::Redis);
+        failed.failures.push(Failure {
+            backup_id: Some("b2".into()),
+            kind: Some(BackupKind::Redis),
+            error: SetError::Refused("bad name".into()),
+        });
+        history.record(&CycleReport {
+            started: at("2026-11-26T06:00:00Z"),
+            elapsed: Duration::from_secs(3),
+            instances: vec![failed],
+            interrupted: false,
+        });
+        let m = &history.instances["crs-1"];
+        assert_eq!(
+            m.last_success_unix,
+            Some(at("2026-11-26T00:00:00Z").timestamp()),
+            "a failed run keeps the previous success time"
+        );
+        assert_eq!(m.last_run_unix, at("2026-11-26T06:00:00Z").timestamp());
+        assert!(!m.last_run_ok);
+        assert_eq!(
+            (m.sets_failed, m.failures_total, m.sets_published),
+            (1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn history_is_seeded_from_the_previous_metrics_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tcbackup.prom");
+        let mut before = BTreeMap::new();
+        before.insert(
+            "crs-1".to_string(),
+            InstanceMetrics {
+                service: "redis".into(),
+                last_success_unix: Some(1_700_000_000),
+                ..InstanceMetrics::default()
+            },
+        );
+        metrics::write_atomically(&path, &metrics::render(&before)).unwrap();
+        let history = History::seeded(Some(&path));
+        assert_eq!(
+            history.instances["crs-1"].last_success_unix,
+            Some(1_700_000_000)
+        );
+        assert!(History::seeded(Some(&dir.path().join("absent.prom")))
+            .instances
+            .is_empty());
+        assert!(History::seeded(None).instances.is_empty());
     }
 }

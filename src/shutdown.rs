@@ -1,6 +1,7 @@
 //! Signals → one cancellation token. SIGINT and SIGTERM cancel the run (the
-//! transfers stop at a safe point and leave resumable state); SIGHUP asks the
-//! daemon to reload its configuration.
+//! transfers stop at a safe point and leave resumable state); a second one
+//! exits at once with 130. SIGHUP asks the daemon to reload its
+//! configuration.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,6 +37,17 @@ impl Shutdown {
             tracing::warn!("{name} received: stopping; partial downloads are kept for resume");
             this.by_signal.store(true, Ordering::SeqCst);
             this.token.cancel();
+            // Once a handler is installed the default action never comes
+            // back: a second signal (Ctrl-C pressed again) must still end
+            // the process. The resume state on disk is always consistent
+            // (each sidecar is replaced by a rename), so this loses only
+            // the bytes since the last save.
+            let name = tokio::select! {
+                _ = sigint.recv() => "SIGINT",
+                _ = sigterm.recv() => "SIGTERM",
+            };
+            tracing::error!("second {name}: exiting at once");
+            std::process::exit(i32::from(crate::app::exit::INTERRUPTED));
         });
         Ok(())
     }

@@ -1,5 +1,13 @@
 //! The metrics file in node_exporter's textfile format, written to a
 //! temporary name and renamed so the collector never reads half a file.
+//! The file is made readable by all (mode 0644) whatever the umask: it holds
+//! no secret, and node_exporter runs as another user.
+//!
+//! Series, each labelled `instance_id` and `service`:
+//! `tcbackup_last_success_timestamp_seconds`, `tcbackup_last_run_timestamp_seconds`,
+//! `tcbackup_last_run_success`, `tcbackup_last_run_bytes`,
+//! `tcbackup_last_run_sets_published`, `tcbackup_last_run_sets_failed`,
+//! `tcbackup_failures_total`, `tcbackup_sets`, `tcbackup_bytes`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -37,7 +45,7 @@ pub fn render(instances: &BTreeMap<String, InstanceMetrics>) -> String {
     type Getter = fn(&InstanceMetrics) -> Option<f64>;
     let series: [(&str, &str, &str, Getter); 9] = [
         (
-            "tcbackup_last_success_timestamp_seconds",
+            LAST_SUCCESS,
             "gauge",
             "Unix time of the last successful pull of the instance.",
             |m| m.last_success_unix.map(|t| t as f64),
@@ -115,8 +123,72 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Write `text` to `path` atomically (temporary file in the same directory, then rename).
+/// The name of the success series, which outlives a restart (see [`read_last_success`]).
+const LAST_SUCCESS: &str = "tcbackup_last_success_timestamp_seconds";
+
+/// The last success time of each instance in a metrics file written by
+/// [`render`]: instance id → (service, unix time). A restarted daemon seeds
+/// itself with it, so `tcbackup_last_success_timestamp_seconds` does not
+/// vanish (and silence an alert on its age) until the next success.
+/// Lines it does not understand are skipped.
+pub fn read_last_success(text: &str) -> BTreeMap<String, (String, i64)> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(LAST_SUCCESS) else {
+            continue;
+        };
+        let Some((labels, value)) = rest
+            .strip_prefix('{')
+            .and_then(|rest| rest.rsplit_once("} "))
+        else {
+            continue;
+        };
+        let labels = parse_labels(labels);
+        let (Some(instance), Some(service), Ok(value)) = (
+            labels.get("instance_id"),
+            labels.get("service"),
+            value.trim().parse::<f64>(),
+        ) else {
+            continue;
+        };
+        out.insert(instance.clone(), (service.clone(), value as i64));
+    }
+    out
+}
+
+/// `a="x",b="y\"z"` → {a: x, b: y"z}, undoing [`escape`].
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = text;
+    while let Some((name, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, other)) => value.push(other),
+                    None => {}
+                },
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                other => value.push(other),
+            }
+        }
+        labels.insert(name.trim_start_matches(',').trim().to_string(), value);
+        rest = &after[end..];
+    }
+    labels
+}
+
+/// Write `text` to `path` atomically: a temporary file in the same
+/// directory (named `.<name>.<pid>.tmp`, which the textfile collector
+/// ignores), fsynced, made mode 0644, then renamed over `path`. Blocking.
 pub fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let file_name = path.file_name().ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidInput, "metrics_file has no file name")
     })?;
@@ -125,11 +197,19 @@ pub fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
         file_name.to_string_lossy(),
         std::process::id()
     ));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        // Leave no half-written temporary file behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -169,5 +249,51 @@ mod tests {
             1,
             "no temporary file left"
         );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "readable by node_exporter");
+    }
+
+    #[test]
+    fn the_last_success_survives_a_round_trip() {
+        let mut map = BTreeMap::new();
+        for (id, service, success) in [
+            ("crs-1", "redis", Some(1_700_000_000)),
+            ("postgres-2", "postgres", Some(1_700_000_500)),
+            ("odd\"id\\x", "redis", Some(5)),
+            ("crs-never", "redis", None),
+        ] {
+            map.insert(
+                id.to_string(),
+                InstanceMetrics {
+                    service: service.into(),
+                    last_success_unix: success,
+                    ..InstanceMetrics::default()
+                },
+            );
+        }
+        let read = read_last_success(&render(&map));
+        assert_eq!(read.len(), 3, "{read:?}");
+        assert_eq!(read["crs-1"], ("redis".to_string(), 1_700_000_000));
+        assert_eq!(read["postgres-2"], ("postgres".to_string(), 1_700_000_500));
+        assert_eq!(read["odd\"id\\x"], ("redis".to_string(), 5));
+        assert!(
+            read_last_success("garbage\ntcbackup_last_success_timestamp_seconds{x} 1\n").is_empty()
+        );
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        // The target is a non-empty directory: the rename fails.
+        let path = dir.path().join("metrics.prom");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("x"), "x").unwrap();
+        assert!(write_atomically(&path, "x 1\n").is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("metrics.prom")]);
     }
 }

@@ -525,6 +525,30 @@ segment_threshold = "1KiB"
 }
 
 #[test]
+fn second_intervals_are_allowed_with_a_warning() {
+    let fast =
+        load(&(MINIMAL.to_string() + "[schedule]\ninterval = \"2s\"\njitter = \"0s\"\n")).unwrap();
+    assert_eq!(
+        fast.schedule.when,
+        ScheduleWhen::Every(Duration::from_secs(2))
+    );
+    assert_eq!(fast.schedule.jitter, Duration::ZERO);
+    let warning = fast
+        .warnings
+        .iter()
+        .find(|w| w.key == "schedule.interval")
+        .expect("a warning about the short interval");
+    assert!(warning.message.contains("meant for tests"), "{warning:?}");
+    let hourly = load(&(MINIMAL.to_string() + "[schedule]\ninterval = \"1h\"\n")).unwrap();
+    assert!(hourly.warnings.iter().all(|w| w.key != "schedule.interval"));
+    let zero = problems(&(MINIMAL.to_string() + "[schedule]\ninterval = \"0s\"\n"));
+    assert!(
+        zero[0].contains("`interval` in [schedule] must be at least 1s"),
+        "{zero:#?}"
+    );
+}
+
+#[test]
 fn urls_must_be_http_base_urls() {
     let endpoint = |value: &str| MINIMAL.to_string() + &format!("[api]\nendpoint = \"{value}\"\n");
     assert!(problems(&endpoint("ftp://h"))[0]
