@@ -10,6 +10,8 @@ use crate::config::Config;
 use crate::model::RemoteBackup;
 use crate::progress::{Progress, ProgressMode};
 use crate::retention;
+use crate::service::healthcheck::{HealthCheck, Ping};
+use crate::service::history::History;
 use crate::store::{LocalSet, Store};
 use crate::sync::CycleReport;
 
@@ -43,9 +45,32 @@ pub async fn now(config: Config) -> u8 {
             return exit::FAILED;
         }
     };
+    // Under a timer (tcbackup-now.timer) this run is what the operator
+    // monitors: it pings and writes the metrics file like a daemon cycle.
+    let health = config
+        .healthcheck_url
+        .clone()
+        .map(|url| HealthCheck::new(url, reqwest::Client::new()));
+    if let Some(health) = &health {
+        health.ping(Ping::Start, "tcbackup --now started").await;
+    }
     let report = ctx.run_cycle(&shutdown.token()).await;
     print_summary(&report);
     let code = report.exit_code();
+    if !report.interrupted {
+        let mut history = History::seeded(config.metrics_file.as_deref());
+        history.retain_configured(&config);
+        history.record(&report);
+        history.write(&config).await;
+        if let Some(health) = &health {
+            let ping = if code == exit::OK {
+                Ping::Success
+            } else {
+                Ping::Fail
+            };
+            health.ping(ping, &report.summary()).await;
+        }
+    }
     if code == exit::INTERRUPTED && !shutdown.by_signal() {
         return exit::FAILED;
     }

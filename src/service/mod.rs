@@ -3,5 +3,6 @@
 //! (The run lock that keeps two cycles from overlapping is the store's.)
 
 pub mod healthcheck;
+pub mod history;
 pub mod metrics;
 pub mod notify;

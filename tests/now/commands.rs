@@ -224,3 +224,73 @@ fn check_config_finds_the_instances_and_refuses_an_unknown_one() {
     assert!(line.contains("not found"), "{line}");
     assert!(!h.download_dir.exists());
 }
+
+/// A timer-driven `--now` is what the operator monitors: it writes the
+/// metrics file and sends the start and success pings, like a daemon cycle.
+#[test]
+fn now_writes_metrics_and_pings_like_a_daemon_cycle() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
+    let h = Harness::sample();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // A health-check server that records the request line of each ping.
+    let pings = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for stream in listener.incoming().take(2) {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut length = 0usize;
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                if header.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            seen.push(request_line.trim().to_string());
+        }
+        seen
+    });
+    let metrics = h.download_dir.with_file_name("tcbackup.prom");
+    let text = h.config_text(&Cfg::default()).replacen(
+        "\n",
+        &format!(
+            "\nmetrics_file = {:?}\nhealthcheck_url = \"http://127.0.0.1:{port}/check\"\n",
+            metrics.display().to_string()
+        ),
+        1,
+    );
+    h.write_config_text(&text);
+    h.now().assert_code(0);
+
+    let seen = pings.join().unwrap();
+    assert_eq!(seen, ["POST /check/start HTTP/1.1", "POST /check HTTP/1.1"]);
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    let series = |name: &str, instance: &str, service: &str| -> f64 {
+        let prefix = format!("{name}{{instance_id=\"{instance}\",service=\"{service}\"}} ");
+        prom.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{prom}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(series("tcbackup_last_run_success", REDIS, "redis"), 1.0);
+    assert_eq!(series("tcbackup_last_run_success", PG, "postgres"), 1.0);
+    assert_eq!(
+        series("tcbackup_sets", REDIS, "redis") as usize,
+        h.set_dirs(REDIS).len()
+    );
+    assert!(series("tcbackup_last_success_timestamp_seconds", PG, "postgres") > 1.7e9);
+}
