@@ -126,16 +126,23 @@ fn report(result: anyhow::Result<u8>) -> u8 {
     }
 }
 
+/// Log the config's warnings and, when it holds a secret and is readable by
+/// group or others, the warning that names the file and the `chmod 600`.
+/// Called at every load: startup and each daemon reload.
+pub fn log_config_warnings(config: &Config) {
+    for warning in &config.warnings {
+        tracing::warn!("{}", warning.located(&config.source));
+    }
+    if let Some(exposed) = config.exposed_secret() {
+        tracing::warn!("{exposed}");
+    }
+}
+
 /// Load and validate the config, printing every problem; exit code 2 on failure.
 pub fn load_config(path: &Path) -> Result<Config, u8> {
     match Config::load(path) {
         Ok(config) => {
-            for warning in &config.warnings {
-                tracing::warn!("{}", warning.located(&config.source));
-            }
-            if let Some(exposed) = config.exposed_secret() {
-                tracing::warn!("{exposed}");
-            }
+            log_config_warnings(&config);
             Ok(config)
         }
         Err(e) => {

@@ -128,17 +128,6 @@ fn stamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-/// Log the config's warnings and, when it holds a secret and is readable by
-/// group or others, the warning that names the file and the `chmod 600`.
-pub fn log_config_warnings(config: &Config) {
-    for warning in &config.warnings {
-        tracing::warn!("{}", warning.located(&config.source));
-    }
-    if let Some(exposed) = config.exposed_secret() {
-        tracing::warn!("{exposed}");
-    }
-}
-
 /// Why a configuration could not be put to use (at startup or on reload).
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
@@ -482,7 +471,7 @@ impl Daemon {
                 return None;
             }
         };
-        log_config_warnings(&config);
+        crate::app::log_config_warnings(&config);
         match self.prepare(Arc::new(config)).await {
             Ok(active) => {
                 tracing::info!(path = %self.config_path.display(), "configuration reloaded");
