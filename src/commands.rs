@@ -213,21 +213,8 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
     let mut remote_by_instance: Vec<(String, Vec<RemoteBackup>)> = Vec::new();
     if let Some(ctx) = &ctx {
         let now = ctx.clock.now();
-        let since =
-            now - chrono::Duration::from_std(config.lookback).unwrap_or(chrono::Duration::days(7));
         for instance in &config.instances {
-            match ctx
-                .catalog
-                .list_backups(
-                    instance.service,
-                    &instance.instance_id,
-                    Some(&instance.region),
-                    since,
-                    now,
-                    &instance.kinds,
-                )
-                .await
-            {
+            match ctx.list_remote(instance, now).await {
                 Ok(list) => remote_by_instance.push((instance.instance_id.clone(), list)),
                 Err(e) => {
                     eprintln!("{}: {e}", instance.instance_id);

@@ -145,10 +145,11 @@ pub struct InstanceReport {
 }
 
 impl InstanceReport {
-    fn new(instance: &InstanceConfig) -> Self {
+    /// An empty report for one instance.
+    pub fn new(instance_id: &str, service: crate::model::Service) -> Self {
         Self {
-            instance_id: instance.instance_id.clone(),
-            service: instance.service,
+            instance_id: instance_id.to_string(),
+            service,
             listed: 0,
             due: 0,
             published: Vec::new(),
@@ -282,6 +283,27 @@ impl SyncContext {
         }
     }
 
+    /// Every backup of `instance` whose start lies in the lookback window
+    /// before `now`, finished or not, oldest first.
+    pub async fn list_remote(
+        &self,
+        instance: &InstanceConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RemoteBackup>, ApiError> {
+        let lookback =
+            chrono::Duration::from_std(self.config.lookback).unwrap_or(chrono::Duration::days(7));
+        self.catalog
+            .list_backups(
+                instance.service,
+                &instance.instance_id,
+                Some(&instance.region),
+                now - lookback,
+                now,
+                &instance.kinds,
+            )
+            .await
+    }
+
     /// Sync one instance: list, fetch what is due, publish, prune. Also
     /// returns every backup the API listed (finished or not), or `None`
     /// when the listing failed.
@@ -293,7 +315,7 @@ impl SyncContext {
         InstanceReport,
         Option<HashSet<(String, BackupKind, String)>>,
     ) {
-        let mut report = InstanceReport::new(instance);
+        let mut report = InstanceReport::new(&instance.instance_id, instance.service);
         // An unknown instance must fail loudly: a PostgreSQL listing of an
         // instance that does not exist is simply empty.
         if let Err(e) = self
@@ -310,20 +332,7 @@ impl SyncContext {
             return (report, None);
         }
         let now = self.clock.now();
-        let since = now
-            - chrono::Duration::from_std(self.config.lookback).unwrap_or(chrono::Duration::days(7));
-        let listed = match self
-            .catalog
-            .list_backups(
-                instance.service,
-                &instance.instance_id,
-                Some(&instance.region),
-                since,
-                now,
-                &instance.kinds,
-            )
-            .await
-        {
+        let listed = match self.list_remote(instance, now).await {
             Ok(listed) => listed,
             Err(e) => {
                 report.fail(None, e.into());

@@ -93,18 +93,7 @@ mod tests {
     }
 
     fn instance(id: &str, service: Service) -> InstanceReport {
-        InstanceReport {
-            instance_id: id.to_string(),
-            service,
-            listed: 0,
-            due: 0,
-            published: Vec::new(),
-            failures: Vec::new(),
-            pruned: Vec::new(),
-            retention_skipped: None,
-            sets_on_disk: 0,
-            bytes_on_disk: 0,
-        }
+        InstanceReport::new(id, service)
     }
 
     #[test]
