@@ -520,17 +520,143 @@ pub(crate) struct CredentialEntry {
     pub(crate) expires: Option<DateTime<Utc>>,
 }
 
+/// An instance with its backups. Redis and PostgreSQL keep them the same
+/// way, so one set of lookups below serves both.
 #[derive(Debug)]
-pub(crate) struct RedisEntry {
-    pub(crate) instance: RedisInstance,
-    /// Newest first is the API's order; stored in insertion order.
-    pub(crate) backups: Vec<RedisBackup>,
+pub(crate) struct Entry<I, B> {
+    pub(crate) instance: I,
+    /// Newest first is the APIs' order; stored in insertion order.
+    pub(crate) backups: Vec<B>,
 }
 
-#[derive(Debug)]
-pub(crate) struct PgEntry {
-    pub(crate) instance: PgInstance,
-    pub(crate) backups: Vec<PgBackup>,
+pub(crate) type RedisEntry = Entry<RedisInstance, RedisBackup>;
+pub(crate) type PgEntry = Entry<PgInstance, PgBackup>;
+
+/// The id the state looks an instance or a backup up by.
+pub(crate) trait Keyed {
+    fn key(&self) -> &str;
+}
+
+impl Keyed for RedisInstance {
+    fn key(&self) -> &str {
+        &self.instance_id
+    }
+}
+
+impl Keyed for PgInstance {
+    fn key(&self) -> &str {
+        &self.instance_id
+    }
+}
+
+impl Keyed for RedisBackup {
+    fn key(&self) -> &str {
+        &self.backup_id
+    }
+}
+
+impl Keyed for PgBackup {
+    fn key(&self) -> &str {
+        &self.id
+    }
+}
+
+fn unknown_instance(instance_id: &str) -> StateError {
+    StateError::UnknownInstance {
+        instance_id: instance_id.to_string(),
+    }
+}
+
+fn unknown_backup(instance_id: &str, backup_id: &str) -> StateError {
+    StateError::UnknownBackup {
+        instance_id: instance_id.to_string(),
+        backup_id: backup_id.to_string(),
+    }
+}
+
+impl<I: Keyed, B: Keyed> Entry<I, B> {
+    /// Refuse a backup id the instance already has (`DuplicateBackup`).
+    fn check_new_backup(&self, backup_id: &str) -> Result<(), StateError> {
+        if self.backups.iter().any(|b| b.key() == backup_id) {
+            return Err(StateError::DuplicateBackup {
+                instance_id: self.instance.key().to_string(),
+                backup_id: backup_id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// One backup to change, or `UnknownBackup`.
+    fn backup_mut(&mut self, backup_id: &str) -> Result<&mut B, StateError> {
+        let instance_id = self.instance.key();
+        self.backups
+            .iter_mut()
+            .find(|b| b.key() == backup_id)
+            .ok_or_else(|| unknown_backup(instance_id, backup_id))
+    }
+
+    /// Remove one backup, or `UnknownBackup`.
+    fn remove_backup(&mut self, backup_id: &str) -> Result<(), StateError> {
+        let before = self.backups.len();
+        self.backups.retain(|b| b.key() != backup_id);
+        if self.backups.len() == before {
+            return Err(unknown_backup(self.instance.key(), backup_id));
+        }
+        Ok(())
+    }
+}
+
+fn find_entry<'w, I: Keyed, B>(
+    entries: &'w [Entry<I, B>],
+    instance_id: &str,
+) -> Option<&'w Entry<I, B>> {
+    entries.iter().find(|e| e.instance.key() == instance_id)
+}
+
+/// The entry of `instance_id`, or `UnknownInstance`.
+fn entry<'w, I: Keyed, B>(
+    entries: &'w [Entry<I, B>],
+    instance_id: &str,
+) -> Result<&'w Entry<I, B>, StateError> {
+    find_entry(entries, instance_id).ok_or_else(|| unknown_instance(instance_id))
+}
+
+/// The entry of `instance_id` to change, or `UnknownInstance`.
+fn entry_mut<'w, I: Keyed, B>(
+    entries: &'w mut [Entry<I, B>],
+    instance_id: &str,
+) -> Result<&'w mut Entry<I, B>, StateError> {
+    entries
+        .iter_mut()
+        .find(|e| e.instance.key() == instance_id)
+        .ok_or_else(|| unknown_instance(instance_id))
+}
+
+/// Add an instance without backups, unless its id is taken (`DuplicateInstance`).
+fn add_entry<I: Keyed, B>(entries: &mut Vec<Entry<I, B>>, instance: I) -> Result<(), StateError> {
+    if find_entry(entries, instance.key()).is_some() {
+        return Err(StateError::DuplicateInstance {
+            instance_id: instance.key().to_string(),
+        });
+    }
+    entries.push(Entry {
+        instance,
+        backups: Vec::new(),
+    });
+    Ok(())
+}
+
+/// Remove an instance with its backups, or `UnknownInstance`.
+fn remove_entry<I: Keyed, B>(
+    entries: &mut Vec<Entry<I, B>>,
+    instance_id: &str,
+) -> Result<(), StateError> {
+    let before = entries.len();
+    entries.retain(|e| e.instance.key() != instance_id);
+    if entries.len() == before {
+        return Err(unknown_instance(instance_id));
+    }
+    Ok(())
 }
 
 /// Everything behind the lock.
@@ -550,15 +676,11 @@ pub(crate) struct World {
 
 impl World {
     pub(crate) fn redis_entry(&self, instance_id: &str) -> Option<&RedisEntry> {
-        self.redis
-            .iter()
-            .find(|e| e.instance.instance_id == instance_id)
+        find_entry(&self.redis, instance_id)
     }
 
     pub(crate) fn pg_entry(&self, instance_id: &str) -> Option<&PgEntry> {
-        self.pg
-            .iter()
-            .find(|e| e.instance.instance_id == instance_id)
+        find_entry(&self.pg, instance_id)
     }
 
     /// The next fault for `action`, if one is armed (action-specific first).
@@ -752,32 +874,12 @@ impl EmulatorState {
 
     /// Add a Redis instance.
     pub fn add_redis_instance(&self, instance: RedisInstance) -> Result<(), StateError> {
-        let mut world = self.lock();
-        if world.redis_entry(&instance.instance_id).is_some() {
-            return Err(StateError::DuplicateInstance {
-                instance_id: instance.instance_id,
-            });
-        }
-        world.redis.push(RedisEntry {
-            instance,
-            backups: Vec::new(),
-        });
-        Ok(())
+        add_entry(&mut self.lock().redis, instance)
     }
 
     /// Remove a Redis instance and its backups from the API (objects stay in COS).
     pub fn remove_redis_instance(&self, instance_id: &str) -> Result<(), StateError> {
-        let mut world = self.lock();
-        let before = world.redis.len();
-        world
-            .redis
-            .retain(|e| e.instance.instance_id != instance_id);
-        if world.redis.len() == before {
-            return Err(StateError::UnknownInstance {
-                instance_id: instance_id.to_string(),
-            });
-        }
-        Ok(())
+        remove_entry(&mut self.lock().redis, instance_id)
     }
 
     /// Add a Redis backup; its files are stored in COS first.
@@ -786,21 +888,7 @@ impl EmulatorState {
         instance_id: &str,
         spec: RedisBackupSpec,
     ) -> Result<(), StateError> {
-        {
-            let world = self.lock();
-            let entry =
-                world
-                    .redis_entry(instance_id)
-                    .ok_or_else(|| StateError::UnknownInstance {
-                        instance_id: instance_id.to_string(),
-                    })?;
-            if entry.backups.iter().any(|b| b.backup_id == spec.backup_id) {
-                return Err(StateError::DuplicateBackup {
-                    instance_id: instance_id.to_string(),
-                    backup_id: spec.backup_id,
-                });
-            }
-        }
+        entry(&self.lock().redis, instance_id)?.check_new_backup(&spec.backup_id)?;
         // Store the objects without holding the lock (a File body reads metadata).
         let mut files = Vec::with_capacity(spec.files.len());
         for (index, file) in spec.files.into_iter().enumerate() {
@@ -824,15 +912,9 @@ impl EmulatorState {
             encrypted: false,
             files,
         };
-        let mut world = self.lock();
-        let entry = world
-            .redis
-            .iter_mut()
-            .find(|e| e.instance.instance_id == instance_id)
-            .ok_or_else(|| StateError::UnknownInstance {
-                instance_id: instance_id.to_string(),
-            })?;
-        entry.backups.push(backup);
+        entry_mut(&mut self.lock().redis, instance_id)?
+            .backups
+            .push(backup);
         Ok(())
     }
 
@@ -842,23 +924,7 @@ impl EmulatorState {
         instance_id: &str,
         backup_id: &str,
     ) -> Result<(), StateError> {
-        let mut world = self.lock();
-        let entry = world
-            .redis
-            .iter_mut()
-            .find(|e| e.instance.instance_id == instance_id)
-            .ok_or_else(|| StateError::UnknownInstance {
-                instance_id: instance_id.to_string(),
-            })?;
-        let before = entry.backups.len();
-        entry.backups.retain(|b| b.backup_id != backup_id);
-        if entry.backups.len() == before {
-            return Err(StateError::UnknownBackup {
-                instance_id: instance_id.to_string(),
-                backup_id: backup_id.to_string(),
-            });
-        }
-        Ok(())
+        entry_mut(&mut self.lock().redis, instance_id)?.remove_backup(backup_id)
     }
 
     /// Change a Redis backup in place; returns what `change` returns.
@@ -869,21 +935,7 @@ impl EmulatorState {
         change: impl FnOnce(&mut RedisBackup) -> R,
     ) -> Result<R, StateError> {
         let mut world = self.lock();
-        let entry = world
-            .redis
-            .iter_mut()
-            .find(|e| e.instance.instance_id == instance_id)
-            .ok_or_else(|| StateError::UnknownInstance {
-                instance_id: instance_id.to_string(),
-            })?;
-        let backup = entry
-            .backups
-            .iter_mut()
-            .find(|b| b.backup_id == backup_id)
-            .ok_or_else(|| StateError::UnknownBackup {
-                instance_id: instance_id.to_string(),
-                backup_id: backup_id.to_string(),
-            })?;
+        let backup = entry_mut(&mut world.redis, instance_id)?.backup_mut(backup_id)?;
         Ok(change(backup))
     }
 
@@ -963,60 +1015,24 @@ impl EmulatorState {
 
     /// A snapshot of one Redis instance's backups, in insertion order.
     pub fn redis_backups(&self, instance_id: &str) -> Result<Vec<RedisBackup>, StateError> {
-        self.lock()
-            .redis_entry(instance_id)
-            .map(|e| e.backups.clone())
-            .ok_or_else(|| StateError::UnknownInstance {
-                instance_id: instance_id.to_string(),
-            })
+        entry(&self.lock().redis, instance_id).map(|e| e.backups.clone())
     }
 
     // ---- PostgreSQL ----------------------------------------------------------
 
     /// Add a PostgreSQL instance.
     pub fn add_pg_instance(&self, instance: PgInstance) -> Result<(), StateError> {
-        let mut world = self.lock();
-        if world.pg_entry(&instance.instance_id).is_some() {
-            return Err(StateError::DuplicateInstance {
-                instance_id: instance.instance_id,
-            });
-        }
-        world.pg.push(PgEntry {
-            instance,
-            backups: Vec::new(),
-        });
-        Ok(())
+        add_entry(&mut self.lock().pg, instance)
     }
 
     /// Remove a PostgreSQL instance and its backups from the API.
     pub fn remove_pg_instance(&self, instance_id: &str) -> Result<(), StateError> {
-        let mut world = self.lock();
-        let before = world.pg.len();
-        world.pg.retain(|e| e.instance.instance_id != instance_id);
-        if world.pg.len() == before {
-            return Err(StateError::UnknownInstance {
-                instance_id: instance_id.to_string(),
-            });
-        }
-        Ok(())
+        remove_entry(&mut self.lock().pg, instance_id)
     }
 
     /// Add a PostgreSQL base or log backup; its file is stored in COS first.
     pub fn add_pg_backup(&self, instance_id: &str, spec: PgBackupSpec) -> Result<(), StateError> {
-        {
-            let world = self.lock();
-            let entry = world
-                .pg_entry(instance_id)
-                .ok_or_else(|| StateError::UnknownInstance {
-                    instance_id: instance_id.to_string(),
-                })?;
-            if entry.backups.iter().any(|b| b.id == spec.id) {
-                return Err(StateError::DuplicateBackup {
-                    instance_id: instance_id.to_string(),
-                    backup_id: spec.id,
-                });
-            }
-        }
+        entry(&self.lock().pg, instance_id)?.check_new_backup(&spec.id)?;
         let kind = match spec.kind {
             PgBackupKind::Base => "base",
             PgBackupKind::Log => "log",
@@ -1039,37 +1055,15 @@ impl EmulatorState {
             expire: spec.expire,
             file,
         };
-        let mut world = self.lock();
-        let entry = world
-            .pg
-            .iter_mut()
-            .find(|e| e.instance.instance_id == instance_id)
-            .ok_or_else(|| StateError::UnknownInstance {
-                instance_id: instance_id.to_string(),
-            })?;
-        entry.backups.push(backup);
+        entry_mut(&mut self.lock().pg, instance_id)?
+            .backups
+            .push(backup);
         Ok(())
     }
 
     /// Remove a PostgreSQL backup (base or log) from the API.
     pub fn remove_pg_backup(&self, instance_id: &str, backup_id: &str) -> Result<(), StateError> {
-        let mut world = self.lock();
-        let entry = world
-            .pg
-            .iter_mut()
-            .find(|e| e.instance.instance_id == instance_id)
-            .ok_or_else(|| StateError::UnknownInstance {
-                instance_id: instance_id.to_string(),
-            })?;
-        let before = entry.backups.len();
-        entry.backups.retain(|b| b.id != backup_id);
-        if entry.backups.len() == before {
-            return Err(StateError::UnknownBackup {
-                instance_id: instance_id.to_string(),
-                backup_id: backup_id.to_string(),
-            });
-        }
-        Ok(())
+        entry_mut(&mut self.lock().pg, instance_id)?.remove_backup(backup_id)
     }
 
     /// Change a PostgreSQL backup in place; returns what `change` returns.
@@ -1080,21 +1074,7 @@ impl EmulatorState {
         change: impl FnOnce(&mut PgBackup) -> R,
     ) -> Result<R, StateError> {
         let mut world = self.lock();
-        let entry = world
-            .pg
-            .iter_mut()
-            .find(|e| e.instance.instance_id == instance_id)
-            .ok_or_else(|| StateError::UnknownInstance {
-                instance_id: instance_id.to_string(),
-            })?;
-        let backup = entry
-            .backups
-            .iter_mut()
-            .find(|b| b.id == backup_id)
-            .ok_or_else(|| StateError::UnknownBackup {
-                instance_id: instance_id.to_string(),
-                backup_id: backup_id.to_string(),
-            })?;
+        let backup = entry_mut(&mut world.pg, instance_id)?.backup_mut(backup_id)?;
         Ok(change(backup))
     }
 
@@ -1147,18 +1127,13 @@ impl EmulatorState {
         instance_id: &str,
         kind: PgBackupKind,
     ) -> Result<Vec<PgBackup>, StateError> {
-        self.lock()
-            .pg_entry(instance_id)
-            .map(|e| {
-                e.backups
-                    .iter()
-                    .filter(|b| b.kind == kind)
-                    .cloned()
-                    .collect()
-            })
-            .ok_or_else(|| StateError::UnknownInstance {
-                instance_id: instance_id.to_string(),
-            })
+        entry(&self.lock().pg, instance_id).map(|e| {
+            e.backups
+                .iter()
+                .filter(|b| b.kind == kind)
+                .cloned()
+                .collect()
+        })
     }
 }
 
