@@ -972,15 +972,8 @@ impl EmulatorState {
         index: usize,
         size: u64,
     ) -> Result<(), StateError> {
-        self.update_redis_backup(instance_id, backup_id, |b| {
-            b.files
-                .get_mut(index)
-                .map(|f| f.reported_size = Some(size))
-                .ok_or(index)
-        })?
-        .map_err(|index| StateError::UnknownFile {
-            backup_id: backup_id.to_string(),
-            index,
+        self.update_redis_file(instance_id, backup_id, index, |f| {
+            f.reported_size = Some(size)
         })
     }
 
@@ -992,11 +985,19 @@ impl EmulatorState {
         index: usize,
         name: &str,
     ) -> Result<(), StateError> {
+        self.update_redis_file(instance_id, backup_id, index, |f| f.name = name.to_string())
+    }
+
+    /// Change shard file `index` of a Redis backup, or `UnknownFile`.
+    fn update_redis_file(
+        &self,
+        instance_id: &str,
+        backup_id: &str,
+        index: usize,
+        change: impl FnOnce(&mut BackupFile),
+    ) -> Result<(), StateError> {
         self.update_redis_backup(instance_id, backup_id, |b| {
-            b.files
-                .get_mut(index)
-                .map(|f| f.name = name.to_string())
-                .ok_or(index)
+            b.files.get_mut(index).map(change).ok_or(index)
         })?
         .map_err(|index| StateError::UnknownFile {
             backup_id: backup_id.to_string(),
