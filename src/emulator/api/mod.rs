@@ -323,7 +323,41 @@ fn authenticate_and_run(
     handler(&call)
 }
 
-/// Apply `Offset`/`Limit` to a full result list.
-pub(crate) fn page<T: Clone>(items: &[T], offset: usize, limit: usize) -> Vec<T> {
-    items.iter().skip(offset).take(limit).cloned().collect()
+/// An action's output from a `json!({…})` object literal.
+pub(crate) fn to_map(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        // Every caller passes a `json!({…})` object literal.
+        _ => unreachable!("action output is an object literal"),
+    }
+}
+
+/// `ord`, or its reverse when the caller asked for descending order.
+pub(crate) fn directed(ord: std::cmp::Ordering, descending: bool) -> std::cmp::Ordering {
+    if descending {
+        ord.reverse()
+    } else {
+        ord
+    }
+}
+
+/// A list answer: `TotalCount` (every item of the full result list) and,
+/// under `key`, the items at `Offset`/`Limit` as JSON.
+pub(crate) fn page<T>(
+    key: &str,
+    items: &[T],
+    offset: usize,
+    limit: usize,
+    item_json: impl FnMut(&T) -> Value,
+) -> Map<String, Value> {
+    let set: Vec<Value> = items
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(item_json)
+        .collect();
+    let mut out = Map::new();
+    out.insert("TotalCount".to_string(), json!(items.len()));
+    out.insert(key.to_string(), Value::Array(set));
+    out
 }

@@ -2,9 +2,11 @@
 //! form (`InstanceIds.0=…`, `Filters.0.Values.1=…`) of a GET query, with
 //! typed accessors that answer the API's validation errors.
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::ApiError;
+use crate::emulator::state::parse_api_time;
 
 /// One PostgreSQL `Filter`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +138,45 @@ impl Params {
     pub(crate) fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
         self.get(name)
             .map(|v| self.value_as_int(name, v))
+            .transpose()
+    }
+
+    /// `Offset` and `Limit`, as `(offset, limit)`. An absent `Limit` (or 0
+    /// where `zero_is_default`) is `default`, any other must be in
+    /// 1..=`max`; `Offset` counts items and must not be negative.
+    pub(crate) fn paging(
+        &self,
+        default: i64,
+        max: i64,
+        zero_is_default: bool,
+    ) -> Result<(usize, usize), ApiError> {
+        let limit = match self.int("Limit")? {
+            None => default,
+            Some(0) if zero_is_default => default,
+            Some(l) if (1..=max).contains(&l) => l,
+            Some(l) => {
+                return Err(self.bad_value(format!("Limit must be between 1 and {max}, got {l}.")))
+            }
+        };
+        let offset = self.int("Offset")?.unwrap_or(0);
+        if offset < 0 {
+            return Err(self.bad_value(format!("Offset must not be negative, got {offset}.")));
+        }
+        // Both are non-negative and bounded by i64, which fits usize on 64-bit.
+        Ok((
+            usize::try_from(offset).unwrap_or(usize::MAX),
+            limit as usize,
+        ))
+    }
+
+    /// An API time (`YYYY-MM-DD hh:mm:ss`, UTC+8), when sent.
+    pub(crate) fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+        self.string(name)?
+            .map(|text| {
+                parse_api_time(&text).ok_or_else(|| {
+                    self.bad_value(format!("{name} must be YYYY-MM-DD hh:mm:ss, got {text:?}."))
+                })
+            })
             .transpose()
     }
 
@@ -326,5 +367,35 @@ mod tests {
         );
         assert!(Params::from_json(b"[1]", "X").is_err());
         assert!(Params::from_json(b"", "X").is_ok());
+    }
+
+    #[test]
+    fn paging_and_times_answer_the_services_code() {
+        let params = |body: &str| Params::from_json(body.as_bytes(), "Svc.Bad").expect("parses");
+        assert_eq!(params("{}").paging(20, 100, false).expect("ok"), (0, 20));
+        let zero = params(r#"{"Limit": 0, "Offset": 30}"#);
+        assert_eq!(zero.paging(10, 100, true).expect("ok"), (30, 10));
+        let err = zero
+            .paging(10, 100, false)
+            .expect_err("0 is no default here");
+        assert_eq!(err.code, "Svc.Bad");
+        assert_eq!(err.message, "Limit must be between 1 and 100, got 0.");
+        let err = params(r#"{"Offset": -1}"#)
+            .paging(10, 100, false)
+            .expect_err("negative");
+        assert_eq!(err.message, "Offset must not be negative, got -1.");
+
+        let p = params(r#"{"Begin": "2019-02-26 00:44:25", "End": "yesterday"}"#);
+        assert_eq!(
+            p.time("Begin").expect("ok"),
+            DateTime::from_timestamp(1551113065, 0)
+        );
+        assert_eq!(p.time("Missing").expect("ok"), None);
+        let err = p.time("End").expect_err("bad");
+        assert_eq!(err.code, "Svc.Bad");
+        assert_eq!(
+            err.message,
+            "End must be YYYY-MM-DD hh:mm:ss, got \"yesterday\"."
+        );
     }
 }

@@ -3,13 +3,13 @@
 //! DescribeBackupDownloadRestriction, with `Filters`, item offsets, the
 //! default finish-time window and the documented error codes.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use serde_json::{json, Map, Value};
 
 use super::params::Filter;
-use super::{page, ApiError, Call};
+use super::{directed, page, to_map, ApiError, Call};
 use crate::emulator::cos::UrlShape;
-use crate::emulator::state::{format_api_time, parse_api_time, PgBackup, PgBackupKind, PgInstance};
+use crate::emulator::state::{format_api_time, PgBackup, PgBackupKind, PgInstance};
 
 /// The API version.
 pub(crate) const VERSION: &str = "2017-03-12";
@@ -33,41 +33,21 @@ pub(crate) fn action(name: &str) -> Option<super::Action> {
     })
 }
 
-fn to_map(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        // Every caller passes a `json!({…})` object literal.
-        _ => unreachable!("action output is an object literal"),
-    }
-}
-
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(INVALID_VALUE, message)
 }
 
-/// `Limit` (with its range and whether 0 means the default) and `Offset` (an item offset).
-fn paging(call: &Call<'_>, zero_is_default: bool) -> Result<(usize, usize), ApiError> {
-    let p = &call.params;
-    let limit = match p.int("Limit")? {
-        None => 10,
-        Some(0) if zero_is_default => 10,
-        Some(l) if (1..=100).contains(&l) => l,
-        Some(l) => {
-            return Err(invalid(format!(
-                "Limit must be between 1 and 100, got {l}."
-            )))
-        }
-    };
-    let offset = p.int("Offset")?.unwrap_or(0);
-    if offset < 0 {
-        return Err(invalid(format!(
-            "Offset must not be negative, got {offset}."
-        )));
+/// Whether every filter matches (AND across filters). Each is checked, so
+/// an unsupported filter name is refused even after a mismatch.
+fn all_match(
+    filters: &[Filter],
+    matches: impl Fn(&Filter) -> Result<bool, ApiError>,
+) -> Result<bool, ApiError> {
+    let mut keep = true;
+    for filter in filters {
+        keep &= matches(filter)?;
     }
-    Ok((
-        usize::try_from(offset).unwrap_or(usize::MAX),
-        limit as usize,
-    ))
+    Ok(keep)
 }
 
 fn descending(call: &Call<'_>, default_desc: bool) -> Result<bool, ApiError> {
@@ -158,7 +138,7 @@ fn describe_db_instances(call: &Call<'_>) -> Result<Map<String, Value>, ApiError
     p.check_known(&["Filters", "Limit", "Offset", "OrderBy", "OrderByType"])?;
     let filters = p.filters()?;
     // DescribeDBInstances documents `Limit` 0 as "use the default".
-    let (offset, limit) = paging(call, true)?;
+    let (offset, limit) = p.paging(10, 100, true)?;
     let order_by = p
         .string("OrderBy")?
         .unwrap_or_else(|| "CreateTime".to_string());
@@ -173,11 +153,7 @@ fn describe_db_instances(call: &Call<'_>) -> Result<Map<String, Value>, ApiError
         .iter()
         .filter(|e| call.sees_region(&e.instance.region))
     {
-        let mut keep = true;
-        for filter in &filters {
-            keep &= instance_matches(filter, &entry.instance)?;
-        }
-        if keep {
+        if all_match(&filters, |f| instance_matches(f, &entry.instance))? {
             found.push(&entry.instance);
         }
     }
@@ -188,18 +164,11 @@ fn describe_db_instances(call: &Call<'_>) -> Result<Map<String, Value>, ApiError
             _ => a.created.cmp(&b.created),
         }
         .then_with(|| a.instance_id.cmp(&b.instance_id));
-        if desc {
-            ord.reverse()
-        } else {
-            ord
-        }
+        directed(ord, desc)
     });
-    let total = found.len();
-    let set: Vec<Value> = page(&found, offset, limit)
-        .into_iter()
-        .map(instance_json)
-        .collect();
-    Ok(to_map(json!({ "TotalCount": total, "DBInstanceSet": set })))
+    Ok(page("DBInstanceSet", &found, offset, limit, |i| {
+        instance_json(i)
+    }))
 }
 
 fn backup_json(b: &PgBackup, instance_id: &str) -> Value {
@@ -215,17 +184,6 @@ fn backup_json(b: &PgBackup, instance_id: &str) -> Value {
         "FinishTime": b.finish.map(format_api_time).unwrap_or_default(),
         "ExpireTime": format_api_time(b.expire),
     })
-}
-
-fn time_param(call: &Call<'_>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
-    call.params
-        .string(name)?
-        .map(|text| {
-            parse_api_time(&text).ok_or_else(|| {
-                invalid(format!("{name} must be YYYY-MM-DD hh:mm:ss, got {text:?}."))
-            })
-        })
-        .transpose()
 }
 
 fn backup_matches(
@@ -256,9 +214,11 @@ fn describe_backups(call: &Call<'_>, kind: PgBackupKind) -> Result<Map<String, V
         "OrderByType",
     ])?;
     let filters = p.filters()?;
-    let (offset, limit) = paging(call, false)?;
-    let min = time_param(call, "MinFinishTime")?.unwrap_or(call.now - Duration::days(7));
-    let max = time_param(call, "MaxFinishTime")?.unwrap_or(call.now);
+    let (offset, limit) = p.paging(10, 100, false)?;
+    let min = p
+        .time("MinFinishTime")?
+        .unwrap_or(call.now - Duration::days(7));
+    let max = p.time("MaxFinishTime")?.unwrap_or(call.now);
     let order_by = p
         .string("OrderBy")?
         .unwrap_or_else(|| "StartTime".to_string());
@@ -279,11 +239,9 @@ fn describe_backups(call: &Call<'_>, kind: PgBackupKind) -> Result<Map<String, V
             if finish < min || finish > max {
                 continue;
             }
-            let mut keep = true;
-            for filter in &filters {
-                keep &= backup_matches(filter, &entry.instance, backup, kind)?;
-            }
-            if keep {
+            if all_match(&filters, |f| {
+                backup_matches(f, &entry.instance, backup, kind)
+            })? {
                 found.push((backup, entry.instance.instance_id.as_str()));
             }
         }
@@ -298,25 +256,15 @@ fn describe_backups(call: &Call<'_>, kind: PgBackupKind) -> Result<Map<String, V
             _ => a.start.cmp(&b.start),
         }
         .then_with(|| a.id.cmp(&b.id));
-        if desc {
-            ord.reverse()
-        } else {
-            ord
-        }
+        directed(ord, desc)
     });
-    let total = found.len();
-    let set: Vec<Value> = page(&found, offset, limit)
-        .into_iter()
-        .map(|(b, id)| backup_json(b, id))
-        .collect();
     let key = match kind {
         PgBackupKind::Base => "BaseBackupSet",
         PgBackupKind::Log => "LogBackupSet",
     };
-    let mut out = Map::new();
-    out.insert("TotalCount".to_string(), json!(total));
-    out.insert(key.to_string(), Value::Array(set));
-    Ok(out)
+    Ok(page(key, &found, offset, limit, |(b, id)| {
+        backup_json(b, id)
+    }))
 }
 
 fn describe_base_backups(call: &Call<'_>) -> Result<Map<String, Value>, ApiError> {

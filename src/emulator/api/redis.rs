@@ -5,11 +5,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{page, ApiError, Call};
+use super::{directed, page, to_map, ApiError, Call};
 use crate::emulator::cos::UrlShape;
-use crate::emulator::state::{
-    format_api_time, parse_api_time, redis_status, RedisBackup, RedisInstance,
-};
+use crate::emulator::state::{format_api_time, redis_status, RedisBackup, RedisInstance};
 
 /// The API version.
 pub(crate) const VERSION: &str = "2018-04-12";
@@ -30,14 +28,6 @@ pub(crate) fn action(name: &str) -> Option<super::Action> {
         "DescribeBackupDownloadRestriction" => describe_backup_download_restriction,
         _ => return None,
     })
-}
-
-fn to_map(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        // Every caller passes a `json!({…})` object literal.
-        _ => unreachable!("action output is an object literal"),
-    }
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -62,33 +52,13 @@ fn paging(
     max: i64,
     zero_is_default: bool,
 ) -> Result<(usize, usize), ApiError> {
-    let p = &call.params;
-    let limit = match p.int("Limit")? {
-        None => default,
-        Some(0) if zero_is_default => default,
-        Some(l) if (1..=max).contains(&l) => l,
-        Some(l) => {
-            return Err(invalid(format!(
-                "Limit must be between 1 and {max}, got {l}."
-            )))
-        }
-    };
-    let offset = p.int("Offset")?.unwrap_or(0);
-    if offset < 0 {
-        return Err(invalid(format!(
-            "Offset must not be negative, got {offset}."
-        )));
-    }
+    let (offset, limit) = call.params.paging(default, max, zero_is_default)?;
     if offset % limit != 0 {
         return Err(invalid(format!(
             "Offset must be a multiple of Limit (offset = limit * (page - 1)); got Offset {offset}, Limit {limit}."
         )));
     }
-    // Both are non-negative and bounded by i64, which fits usize on 64-bit.
-    Ok((
-        usize::try_from(offset).unwrap_or(usize::MAX),
-        limit as usize,
-    ))
+    Ok((offset, limit))
 }
 
 fn region_id(region: &str) -> i64 {
@@ -313,19 +283,14 @@ fn describe_instances(call: &Call<'_>) -> Result<Map<String, Value>, ApiError> {
             "type" => a.type_code.cmp(&b.type_code),
             _ => a.created.cmp(&b.created),
         };
-        let ord = ord.then_with(|| a.instance_id.cmp(&b.instance_id));
-        if descending {
-            ord.reverse()
-        } else {
-            ord
-        }
+        directed(
+            ord.then_with(|| a.instance_id.cmp(&b.instance_id)),
+            descending,
+        )
     });
-    let total = found.len();
-    let set: Vec<Value> = page(&found, offset, limit)
-        .into_iter()
-        .map(instance_json)
-        .collect();
-    Ok(to_map(json!({ "TotalCount": total, "InstanceSet": set })))
+    Ok(page("InstanceSet", &found, offset, limit, |i| {
+        instance_json(i)
+    }))
 }
 
 fn backup_json(i: &RedisInstance, b: &RedisBackup, now: chrono::DateTime<chrono::Utc>) -> Value {
@@ -349,14 +314,6 @@ fn backup_json(i: &RedisInstance, b: &RedisBackup, now: chrono::DateTime<chrono:
     })
 }
 
-fn parse_time(field: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
-    parse_api_time(text).ok_or_else(|| {
-        invalid(format!(
-            "{field} must be YYYY-MM-DD hh:mm:ss, got {text:?}."
-        ))
-    })
-}
-
 fn describe_instance_backups(call: &Call<'_>) -> Result<Map<String, Value>, ApiError> {
     let p = &call.params;
     p.check_known(&[
@@ -369,14 +326,8 @@ fn describe_instance_backups(call: &Call<'_>) -> Result<Map<String, Value>, ApiE
         "InstanceName",
     ])?;
     let (offset, limit) = paging(call, 20, 100, false)?;
-    let begin = p
-        .string("BeginTime")?
-        .map(|t| parse_time("BeginTime", &t))
-        .transpose()?;
-    let end = p
-        .string("EndTime")?
-        .map(|t| parse_time("EndTime", &t))
-        .transpose()?;
+    let begin = p.time("BeginTime")?;
+    let end = p.time("EndTime")?;
     if let Some(begin) = begin {
         let until = end.unwrap_or(call.now);
         if begin > until {
@@ -429,12 +380,9 @@ fn describe_instance_backups(call: &Call<'_>) -> Result<Map<String, Value>, ApiE
             .cmp(&a.1.start)
             .then_with(|| b.1.backup_id.cmp(&a.1.backup_id))
     });
-    let total = found.len();
-    let set: Vec<Value> = page(&found, offset, limit)
-        .into_iter()
-        .map(|(i, b)| backup_json(i, b, call.now))
-        .collect();
-    Ok(to_map(json!({ "TotalCount": total, "BackupSet": set })))
+    Ok(page("BackupSet", &found, offset, limit, |(i, b)| {
+        backup_json(i, b, call.now)
+    }))
 }
 
 /// Find a visible instance and one of its backups, with the documented codes.
