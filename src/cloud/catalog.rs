@@ -262,6 +262,15 @@ impl Catalog {
         Ok(files)
     }
 
+    /// Reads the time fields of item `item` of an `action` listing.
+    fn times<'a>(&self, action: &'a str, item: &'a str) -> ItemTimes<'a> {
+        ItemTimes {
+            tz: self.tz,
+            action,
+            item,
+        }
+    }
+
     fn redis_backup(
         &self,
         set: &RedisBackupSet,
@@ -269,28 +278,10 @@ impl Catalog {
         region: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<RemoteBackup, ApiError> {
-        let action = "DescribeInstanceBackups";
-        let time_err = |field: &'static str| {
-            let item = set.backup_id.clone();
-            move |source: TimeError| ApiError::Time {
-                action: action.to_string(),
-                field,
-                item,
-                source,
-            }
-        };
-        let start = self
-            .tz
-            .parse(&set.start_time)
-            .map_err(time_err("StartTime"))?;
-        let finish = self
-            .tz
-            .parse_optional(&set.end_time)
-            .map_err(time_err("EndTime"))?;
-        let expire = self
-            .tz
-            .parse_optional(&set.expire_time)
-            .map_err(time_err("ExpireTime"))?;
+        let times = self.times("DescribeInstanceBackups", &set.backup_id);
+        let start = times.required("StartTime", &set.start_time)?;
+        let finish = times.optional("EndTime", &set.end_time)?;
+        let expire = times.optional("ExpireTime", &set.expire_time)?;
         // An expired backup's files are gone, whatever its status says.
         let finished = set.is_finished() && expire.is_none_or(|at| at > now);
         Ok(RemoteBackup {
@@ -321,28 +312,10 @@ impl Catalog {
         instance_id: &str,
         region: Option<&str>,
     ) -> Result<RemoteBackup, ApiError> {
-        let action = api_kind.list_action();
-        let time_err = |field: &'static str| {
-            let item = backup.id.clone();
-            move |source: TimeError| ApiError::Time {
-                action: action.to_string(),
-                field,
-                item,
-                source,
-            }
-        };
-        let start = self
-            .tz
-            .parse(&backup.start_time)
-            .map_err(time_err("StartTime"))?;
-        let finish = self
-            .tz
-            .parse_optional(&backup.finish_time)
-            .map_err(time_err("FinishTime"))?;
-        let expire = self
-            .tz
-            .parse_optional(&backup.expire_time)
-            .map_err(time_err("ExpireTime"))?;
+        let times = self.times(api_kind.list_action(), &backup.id);
+        let start = times.required("StartTime", &backup.start_time)?;
+        let finish = times.optional("FinishTime", &backup.finish_time)?;
+        let expire = times.optional("ExpireTime", &backup.expire_time)?;
         let files = if backup.name.is_empty() {
             Vec::new()
         } else {
@@ -363,6 +336,37 @@ impl Catalog {
             status: backup.state.clone(),
             files,
         })
+    }
+}
+
+/// The time fields of one listed item, read at the API's time zone; a
+/// malformed one is `ApiError::Time` naming the action, field and item.
+struct ItemTimes<'a> {
+    tz: ApiTimeZone,
+    action: &'a str,
+    item: &'a str,
+}
+
+impl ItemTimes<'_> {
+    fn error(&self, field: &'static str, source: TimeError) -> ApiError {
+        ApiError::Time {
+            action: self.action.to_string(),
+            field,
+            item: self.item.to_string(),
+            source,
+        }
+    }
+
+    /// A field that must hold a time.
+    fn required(&self, field: &'static str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+        self.tz.parse(text).map_err(|e| self.error(field, e))
+    }
+
+    /// A field that may be empty (no time yet).
+    fn optional(&self, field: &'static str, text: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+        self.tz
+            .parse_optional(text)
+            .map_err(|e| self.error(field, e))
     }
 }
 
