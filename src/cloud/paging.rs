@@ -125,6 +125,32 @@ mod tests {
     }
 
     impl Listing {
+        fn new(items: Vec<u32>) -> Self {
+            Self {
+                items: Mutex::new(items),
+                calls: Mutex::new(Vec::new()),
+            }
+        }
+
+        /// `collect_pages` over this list in pages of `limit`; `change` is
+        /// applied to the list each time the page at offset 0 was served.
+        async fn collect(&self, limit: u64, change: impl Fn(&mut Vec<u32>)) -> Vec<u32> {
+            collect_pages(
+                "A",
+                limit,
+                |i: &u32| i.to_string(),
+                |offset| {
+                    let page = self.page(offset, limit);
+                    if offset == 0 {
+                        change(&mut self.items.lock().expect("lock"));
+                    }
+                    async move { Ok(page) }
+                },
+            )
+            .await
+            .expect("list")
+        }
+
         fn page(&self, offset: u64, limit: u64) -> Page<u32> {
             self.calls.lock().expect("lock").push(offset);
             let items = self.items.lock().expect("lock");
@@ -139,46 +165,17 @@ mod tests {
 
     #[tokio::test]
     async fn pages_until_total_count() {
-        let listing = Listing {
-            items: Mutex::new((0..45).collect()),
-            calls: Mutex::new(Vec::new()),
-        };
-        let got = collect_pages(
-            "A",
-            20,
-            |i: &u32| i.to_string(),
-            |offset| {
-                let page = listing.page(offset, 20);
-                async move { Ok(page) }
-            },
-        )
-        .await
-        .expect("list");
+        let listing = Listing::new((0..45).collect());
+        let got = listing.collect(20, |_| {}).await;
         assert_eq!(got, (0..45).collect::<Vec<_>>());
         assert_eq!(*listing.calls.lock().expect("lock"), vec![0, 20, 40]);
     }
 
     #[tokio::test]
     async fn an_item_inserted_at_the_front_mid_listing_is_not_duplicated() {
-        let listing = Listing {
-            items: Mutex::new((0..30).rev().collect()), // newest first
-            calls: Mutex::new(Vec::new()),
-        };
-        let got = collect_pages(
-            "A",
-            10,
-            |i: &u32| i.to_string(),
-            |offset| {
-                let page = listing.page(offset, 10);
-                if offset == 0 {
-                    // A new backup appears after the first page was served.
-                    listing.items.lock().expect("lock").insert(0, 100);
-                }
-                async move { Ok(page) }
-            },
-        )
-        .await
-        .expect("list");
+        let listing = Listing::new((0..30).rev().collect()); // newest first
+                                                             // A new backup appears after the first page was served.
+        let got = listing.collect(10, |items| items.insert(0, 100)).await;
         let mut sorted = got.clone();
         sorted.sort();
         sorted.dedup();
@@ -193,26 +190,14 @@ mod tests {
 
     #[tokio::test]
     async fn an_item_expiring_mid_listing_does_not_hide_another() {
-        let listing = Listing {
-            items: Mutex::new((0..30).collect()),
-            calls: Mutex::new(Vec::new()),
-        };
-        let got = collect_pages(
-            "A",
-            10,
-            |i: &u32| i.to_string(),
-            |offset| {
-                let page = listing.page(offset, 10);
-                if offset == 0 {
-                    // The oldest backup expires: everything slides one up, so
-                    // item 10 moves to page 0 and a plain walk would skip it.
-                    listing.items.lock().expect("lock").remove(0);
-                }
-                async move { Ok(page) }
-            },
-        )
-        .await
-        .expect("list");
+        let listing = Listing::new((0..30).collect());
+        // The oldest backup expires: everything slides one up, so item 10
+        // moves to page 0 and a plain walk would skip it.
+        let got = listing
+            .collect(10, |items| {
+                items.remove(0);
+            })
+            .await;
         for i in 1..30 {
             assert!(got.contains(&i), "{i} missing from {got:?}");
         }
