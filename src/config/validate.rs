@@ -304,30 +304,8 @@ impl Validator<'_> {
         default: Duration,
         minimum: Duration,
     ) -> Duration {
-        let Some(value) = value else {
-            return default;
-        };
-        match parse_duration(value.get_ref()) {
-            Ok(duration) if duration < minimum => {
-                self.error(
-                    value,
-                    place,
-                    key,
-                    format!(
-                        "{} must be at least {}, found {:?}",
-                        place.name(key),
-                        format_duration(minimum),
-                        value.get_ref()
-                    ),
-                );
-                default
-            }
-            Ok(duration) => duration,
-            Err(err) => {
-                self.error(value, place, key, format!("bad {}: {err}", place.name(key)));
-                default
-            }
-        }
+        self.at_least(value, place, key, minimum, parse_duration, format_duration)
+            .unwrap_or(default)
     }
 
     fn size(
@@ -338,11 +316,25 @@ impl Validator<'_> {
         default: u64,
         minimum: u64,
     ) -> u64 {
-        let Some(value) = value else {
-            return default;
-        };
-        match parse_size(value.get_ref()) {
-            Ok(bytes) if bytes < minimum => {
+        self.at_least(value, place, key, minimum, parse_size, format_size)
+            .unwrap_or(default)
+    }
+
+    /// A value written as text (a duration, a size) that must be at least
+    /// `minimum`; `None` when absent, and after reporting a bad or too small
+    /// one (the caller then uses its default).
+    fn at_least<T: Copy + PartialOrd, E: std::fmt::Display>(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        place: Place<'_>,
+        key: &str,
+        minimum: T,
+        parse: impl Fn(&str) -> Result<T, E>,
+        show: impl Fn(T) -> String,
+    ) -> Option<T> {
+        let value = value.as_ref()?;
+        match parse(value.get_ref()) {
+            Ok(parsed) if parsed < minimum => {
                 self.error(
                     value,
                     place,
@@ -350,16 +342,16 @@ impl Validator<'_> {
                     format!(
                         "{} must be at least {}, found {:?}",
                         place.name(key),
-                        format_size(minimum),
+                        show(minimum),
                         value.get_ref()
                     ),
                 );
-                default
+                None
             }
-            Ok(bytes) => bytes,
+            Ok(parsed) => Some(parsed),
             Err(err) => {
                 self.error(value, place, key, format!("bad {}: {err}", place.name(key)));
-                default
+                None
             }
         }
     }
