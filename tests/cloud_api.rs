@@ -23,7 +23,7 @@ use tcbackup::emulator::{
     ApiFault, Emulator, EmulatorOptions, ObjectBody, PgBackupKind, PgBackupSpec, PgInstance,
     RedisBackupSpec, RedisInstance,
 };
-use tcbackup::model::{BackupKind, Service};
+use tcbackup::model::{BackupKind, RemoteBackup, Service};
 
 const REGION: &str = "ap-guangzhou";
 const REDIS: &str = "crs-pagetest";
@@ -72,6 +72,21 @@ async fn emulator() -> Emulator {
 
 fn now() -> DateTime<Utc> {
     Utc::now()
+}
+
+/// The finished backups of the test's Redis instance from the last `days` days.
+async fn finished_redis_backups(catalog: &Catalog, days: i64) -> Vec<RemoteBackup> {
+    catalog
+        .list_finished_backups(
+            Service::Redis,
+            REDIS,
+            Some(REGION),
+            now() - Span::days(days),
+            now(),
+            &[],
+        )
+        .await
+        .expect("list")
 }
 
 fn body(n: usize) -> ObjectBody {
@@ -255,17 +270,7 @@ async fn redis_cluster_backups_resolve_to_one_working_url_per_shard() {
         .check_instance(Service::Redis, REDIS, Some(REGION))
         .await
         .expect("instance exists");
-    let backups = catalog
-        .list_finished_backups(
-            Service::Redis,
-            REDIS,
-            Some(REGION),
-            now() - Span::days(1),
-            now(),
-            &[],
-        )
-        .await
-        .expect("list");
+    let backups = finished_redis_backups(&catalog, 1).await;
     assert_eq!(backups.len(), 1);
     let files = catalog.resolve(&backups[0], 12).await.expect("resolve");
     assert_eq!(files.len(), 3);
@@ -460,17 +465,7 @@ async fn rate_limit_bursts_are_absorbed_by_backoff() {
     emu.state()
         .set_rate_limit(Service::Redis, "DescribeBackupUrl", Some(3));
     let catalog = Catalog::new(client(&emu), ApiTimeZone::default());
-    let backups = catalog
-        .list_finished_backups(
-            Service::Redis,
-            REDIS,
-            Some(REGION),
-            now() - Span::days(7),
-            now(),
-            &[],
-        )
-        .await
-        .expect("list");
+    let backups = finished_redis_backups(&catalog, 7).await;
     let burst: Vec<_> = backups.iter().take(8).collect();
     let results = futures::future::join_all(burst.iter().map(|b| catalog.resolve(b, 12))).await;
     for result in &results {
@@ -578,17 +573,7 @@ async fn trace_logs_hold_no_key_token_or_signature() {
         client_with(&emu, creds.clone(), Arc::new(clock.clone())),
         ApiTimeZone::default(),
     );
-    let backups = catalog
-        .list_finished_backups(
-            Service::Redis,
-            REDIS,
-            Some(REGION),
-            now() - Span::days(7),
-            now(),
-            &[],
-        )
-        .await
-        .expect("list");
+    let backups = finished_redis_backups(&catalog, 7).await;
     emu.state()
         .inject_fault("DescribeBackupUrl", ApiFault::InternalError, 1);
     let files = catalog.resolve(&backups[0], 12).await.expect("resolve");
