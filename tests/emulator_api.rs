@@ -1052,10 +1052,9 @@ async fn pg_download_url_has_top_level_signature_and_hours_lifetime() {
             .extend(extra.as_object().unwrap().clone());
         b
     };
+    let download_url = |extra: Value| api.call("postgres", "DescribeBackupDownloadURL", req(extra));
     let now = emu.clock().unix();
-    let a = api
-        .call("postgres", "DescribeBackupDownloadURL", req(json!({})))
-        .await;
+    let a = download_url(json!({})).await;
     let url = a.ok()["BackupDownloadURL"].as_str().unwrap().to_string();
     assert!(url.contains("q-sign-algorithm=sha1"), "{url}");
     assert!(!url.contains("sign=q-"), "{url}");
@@ -1063,68 +1062,33 @@ async fn pg_download_url_has_top_level_signature_and_hours_lifetime() {
         tcbackup::cos::url_validity(&url).unwrap(),
         (now - 60, now + 12 * 3600)
     );
-    let a = api
-        .call(
-            "postgres",
-            "DescribeBackupDownloadURL",
-            req(json!({"URLExpireTime": 36})),
-        )
-        .await;
+    let a = download_url(json!({"URLExpireTime": 36})).await;
     let url36 = a.ok()["BackupDownloadURL"].as_str().unwrap();
     assert_eq!(
         tcbackup::cos::url_validity(url36).unwrap().1,
         now + 36 * 3600
     );
-    api.call(
-        "postgres",
-        "DescribeBackupDownloadURL",
-        req(json!({"URLExpireTime": 37})),
-    )
-    .await
-    .err("InvalidParameterValue.ParameterValueExceedError");
-    api.call(
-        "postgres",
-        "DescribeBackupDownloadURL",
-        req(json!({"BackupType": "Full"})),
-    )
-    .await
-    .err("InvalidParameterValue.InvalidParameterValueError");
-    api.call(
-        "postgres",
-        "DescribeBackupDownloadURL",
-        req(json!({"DBInstanceId": "postgres-none"})),
-    )
-    .await
-    .err("ResourceNotFound.InstanceNotFoundError");
-    api.call(
-        "postgres",
-        "DescribeBackupDownloadURL",
-        req(json!({"BackupId": "nope"})),
-    )
-    .await
-    .err("InvalidParameterValue.InvalidParameterValueError");
-    api.call(
-        "postgres",
-        "DescribeBackupDownloadURL",
-        req(json!({"BackupId": s.pg_base_running})),
-    )
-    .await
-    .err("FailedOperation.FailedOperationError");
+    download_url(json!({"URLExpireTime": 37}))
+        .await
+        .err("InvalidParameterValue.ParameterValueExceedError");
+    download_url(json!({"BackupType": "Full"}))
+        .await
+        .err("InvalidParameterValue.InvalidParameterValueError");
+    download_url(json!({"DBInstanceId": "postgres-none"}))
+        .await
+        .err("ResourceNotFound.InstanceNotFoundError");
+    download_url(json!({"BackupId": "nope"}))
+        .await
+        .err("InvalidParameterValue.InvalidParameterValueError");
+    download_url(json!({"BackupId": s.pg_base_running}))
+        .await
+        .err("FailedOperation.FailedOperationError");
     // A log backup asked as a base backup does not exist.
-    api.call(
-        "postgres",
-        "DescribeBackupDownloadURL",
-        req(json!({"BackupId": s.pg_log_finished[0]})),
-    )
-    .await
-    .err("InvalidParameterValue.InvalidParameterValueError");
-    let a = api
-        .call(
-            "postgres",
-            "DescribeBackupDownloadURL",
-            req(json!({"BackupType": "LogBackup", "BackupId": s.pg_log_finished[0]})),
-        )
-        .await;
+    download_url(json!({"BackupId": s.pg_log_finished[0]}))
+        .await
+        .err("InvalidParameterValue.InvalidParameterValueError");
+    let a =
+        download_url(json!({"BackupType": "LogBackup", "BackupId": s.pg_log_finished[0]})).await;
     assert!(a.ok()["BackupDownloadURL"].as_str().is_some());
     // The archive downloads and is a valid .tar.gz with PG files.
     let bytes = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
