@@ -108,7 +108,9 @@ pub struct Emitter {
     tx: Sender<ProgressEvent>,
     file: Arc<FileRef>,
     pending: u64,
-    last: Instant,
+    /// When bytes were last sent; `None` until the first send, so the first
+    /// bytes of a stream show at once.
+    last: Option<Instant>,
 }
 
 impl Emitter {
@@ -118,7 +120,7 @@ impl Emitter {
             tx,
             file,
             pending: 0,
-            last: Instant::now(),
+            last: None,
         }
     }
 
@@ -131,7 +133,8 @@ impl Emitter {
     /// time passed and the channel has room.
     pub fn bytes(&mut self, n: u64) {
         self.pending += n;
-        if self.pending >= BYTES_THRESHOLD || self.last.elapsed() >= BYTES_INTERVAL {
+        let due = self.last.is_none_or(|t| t.elapsed() >= BYTES_INTERVAL);
+        if self.pending >= BYTES_THRESHOLD || due {
             self.flush_bytes();
         }
     }
@@ -148,7 +151,7 @@ impl Emitter {
         match self.tx.try_send(ev) {
             Ok(()) | Err(TrySendError::Closed(_)) => {
                 self.pending = 0;
-                self.last = Instant::now();
+                self.last = Some(Instant::now());
             }
             Err(TrySendError::Full(_)) => {}
         }
@@ -226,6 +229,12 @@ mod tests {
     async fn small_counts_are_coalesced_by_time() {
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         let mut em = Emitter::new(tx, file());
+        em.bytes(7);
+        // The first bytes of a stream show at once.
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            ProgressEvent::Bytes { file: file(), n: 7 }
+        );
         for _ in 0..1000 {
             em.bytes(10);
         }

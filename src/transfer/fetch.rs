@@ -144,6 +144,8 @@ impl Stream {
                         }));
                     }
                     tracing::warn!(file = %file.file, attempt = self.attempts, %error, "retrying");
+                    // Report what arrived before saying why it stopped.
+                    self.emitter.flush_bytes();
                     self.emitter.notify(ProgressEvent::Retrying {
                         file: file.file.clone(),
                         attempt: self.attempts,

@@ -32,12 +32,8 @@ pub(crate) async fn run(pass: Arc<PassCtx>) -> Result<(), StreamEnd> {
     for seg in unfinished {
         let pass = pass.clone();
         streams.spawn(async move {
-            let connections = pass.file.connections.clone();
-            let permit = tokio::select! {
-                biased;
-                _ = pass.cancel.cancelled() => return Err(StreamEnd::Cancelled),
-                p = connections.acquire_owned() => p.map_err(|_| StreamEnd::Cancelled)?,
-            };
+            // Wait for the object's identity before taking a connection, so
+            // waiting segments never hold the connections a probe needs.
             if seg != probe {
                 let mut ready = pass.object_ready.subscribe();
                 tokio::select! {
@@ -48,6 +44,12 @@ pub(crate) async fn run(pass: Arc<PassCtx>) -> Result<(), StreamEnd> {
                     }
                 }
             }
+            let connections = pass.file.connections.clone();
+            let permit = tokio::select! {
+                biased;
+                _ = pass.cancel.cancelled() => return Err(StreamEnd::Cancelled),
+                p = connections.acquire_owned() => p.map_err(|_| StreamEnd::Cancelled)?,
+            };
             let result = Stream::new(pass, seg, false).run(None).await.map(|_| ());
             drop(permit);
             result

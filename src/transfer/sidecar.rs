@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 /// The format version written into every sidecar.
 pub const VERSION: u32 = 1;
 
+/// The longest file name stem that still fits `.part.json.tmp` in 255 bytes.
+const MAX_STEM: usize = 255 - ".part.json.tmp".len();
+
 /// Where a partial file and its state live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartialPaths {
@@ -35,12 +38,24 @@ pub struct PartialPaths {
 
 impl PartialPaths {
     /// The paths for `file_name` inside `dir`. `file_name` must already be
-    /// checked to be a plain name.
+    /// checked to be a plain name. A name too long to take the suffixes
+    /// within the usual 255-byte limit is shortened and made unique with a
+    /// hash of the full name.
     pub fn new(dir: &Path, file_name: &str) -> Self {
+        let stem = if file_name.len() > MAX_STEM {
+            let mut cut = MAX_STEM - 17;
+            while !file_name.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let hash = crate::verify::digest::sha256_hex(file_name.as_bytes());
+            format!("{}~{}", &file_name[..cut], &hash[..16])
+        } else {
+            file_name.to_owned()
+        };
         Self {
-            part: dir.join(format!("{file_name}.part")),
-            sidecar: dir.join(format!("{file_name}.part.json")),
-            sidecar_tmp: dir.join(format!("{file_name}.part.json.tmp")),
+            part: dir.join(format!("{stem}.part")),
+            sidecar: dir.join(format!("{stem}.part.json")),
+            sidecar_tmp: dir.join(format!("{stem}.part.json.tmp")),
         }
     }
 }
@@ -388,6 +403,24 @@ mod tests {
         }
         assert_eq!(split(10, 3).len(), 3);
         assert_eq!(split(2, 4).len(), 2);
+    }
+
+    #[test]
+    fn long_names_are_shortened_uniquely() {
+        let dir = Path::new("/p");
+        let short = PartialPaths::new(dir, "a.rdb");
+        assert_eq!(short.part, Path::new("/p/a.rdb.part"));
+        let long_a = "é".repeat(127) + "a";
+        let long_b = "é".repeat(127) + "b";
+        let (a, b) = (
+            PartialPaths::new(dir, &long_a),
+            PartialPaths::new(dir, &long_b),
+        );
+        assert_ne!(a.part, b.part);
+        for p in [&a.part, &a.sidecar, &a.sidecar_tmp, &b.sidecar_tmp] {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            assert!(name.len() <= 255, "{} bytes", name.len());
+        }
     }
 
     #[test]

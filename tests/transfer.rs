@@ -1,0 +1,1120 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! End-to-end behaviour of the transfer engine against the fake COS server:
+//! one test per fault, each asserting on the bytes on disk and on what the
+//! server actually served.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::DateTime;
+use futures::future::BoxFuture;
+use tcbackup::clock::{Clock, ManualClock};
+use tcbackup::emulator::cos::{
+    fill_generated, router, CosStore, Fault, FaultTarget, ObjectBody, ObjectOptions, Repeat,
+    UrlShape,
+};
+use tcbackup::secret::SignedUrl;
+use tcbackup::transfer::{
+    Downloader, FetchedFile, FileJob, ProgressEvent, RestartReason, RetryPolicy, TransferConfig,
+    TransferError, UrlSource, UrlSourceError,
+};
+use tcbackup::verify::{self, Expectations, VerifyError};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const SECRET_ID: &str = "AKIDtransferTest";
+const SECRET_KEY: &str = "transferTestSecretKey";
+const MIB: u64 = 1024 * 1024;
+
+struct Server {
+    store: Arc<CosStore>,
+    clock: ManualClock,
+    base: String,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// A fake COS on a random port, its clock frozen.
+    async fn start() -> Server {
+        Self::with_clock(ManualClock::fixed(
+            DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        ))
+        .await
+    }
+
+    async fn with_clock(clock: ManualClock) -> Server {
+        let store = CosStore::new(Arc::new(clock.clone()), SECRET_ID, SECRET_KEY);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(store.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Server {
+            store,
+            clock,
+            base: format!("http://{addr}"),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn put_generated(&self, key: &str, seed: u64, len: u64) {
+        self.store
+            .put(
+                key,
+                ObjectBody::Generated { seed, len },
+                ObjectOptions::default(),
+            )
+            .unwrap();
+    }
+
+    fn minter(&self, key: &str, lifetime: i64) -> Arc<Minter> {
+        Arc::new(Minter {
+            store: self.store.clone(),
+            base: self.base.clone(),
+            key: key.to_string(),
+            lifetime,
+            calls: AtomicU32::new(0),
+        })
+    }
+
+    fn job(&self, key: &str, size: u64, url: Arc<dyn UrlSource>) -> FileJob {
+        FileJob {
+            backup_id: "backup-1".into(),
+            file_name: key.to_string(),
+            expected_size: size,
+            partial_dir: self.dir.path().join(".partial"),
+            url,
+        }
+    }
+
+    fn part(&self, key: &str) -> PathBuf {
+        self.dir.path().join(".partial").join(format!("{key}.part"))
+    }
+
+    fn served(&self, key: &str) -> u64 {
+        self.store.stats(key).bytes_served
+    }
+}
+
+/// Mints a fresh presigned URL on every call and counts the calls.
+struct Minter {
+    store: Arc<CosStore>,
+    base: String,
+    key: String,
+    lifetime: i64,
+    calls: AtomicU32,
+}
+
+impl UrlSource for Minter {
+    fn fresh_url(&self) -> BoxFuture<'_, Result<SignedUrl, UrlSourceError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(SignedUrl::new(self.store.presign(
+                &self.base,
+                &self.key,
+                self.lifetime,
+                UrlShape::Wrapped,
+            )))
+        })
+    }
+}
+
+/// Fast retries, single stream unless a test asks for segments.
+fn config() -> TransferConfig {
+    TransferConfig {
+        allow_http: true,
+        segment_threshold: u64::MAX,
+        free_space_margin: 0,
+        idle_timeout: Duration::from_secs(20),
+        retry: RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(5),
+            jitter: true,
+            seed: Some(1),
+        },
+        ..TransferConfig::default()
+    }
+}
+
+fn segmented(segments: usize) -> TransferConfig {
+    TransferConfig {
+        segments,
+        segment_threshold: 1,
+        ..config()
+    }
+}
+
+fn downloader(config: TransferConfig, clock: &ManualClock) -> Downloader {
+    Downloader::new(config, Arc::new(clock.clone())).unwrap()
+}
+
+fn generated(seed: u64, len: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len as usize];
+    fill_generated(seed, 0, &mut v);
+    v
+}
+
+/// Run a fetch to its end and collect every progress event.
+async fn fetch_all(
+    dl: &Downloader,
+    job: FileJob,
+) -> (Result<FetchedFile, TransferError>, Vec<ProgressEvent>) {
+    let (tx, mut rx) = mpsc::channel(4096);
+    let collector = tokio::spawn(async move {
+        let mut events = Vec::new();
+        while let Some(ev) = rx.recv().await {
+            events.push(ev);
+        }
+        events
+    });
+    let result = dl.fetch(job, tx, CancellationToken::new()).await;
+    (result, collector.await.unwrap())
+}
+
+/// For runs that are stopped at a stall: a short idle timeout, and a
+/// backoff so long that the cancellation always comes first.
+fn stop_at_stall(base: TransferConfig) -> TransferConfig {
+    TransferConfig {
+        idle_timeout: Duration::from_millis(300),
+        retry: RetryPolicy {
+            base: Duration::from_secs(60),
+            cap: Duration::from_secs(60),
+            jitter: false,
+            ..base.retry.clone()
+        },
+        ..base
+    }
+}
+
+/// Run a fetch and cancel it after the `n`th `Retrying` event (with
+/// [`stop_at_stall`], when `n` streams sit at their stall points).
+async fn fetch_until_retries(
+    dl: &Downloader,
+    job: FileJob,
+    n: usize,
+) -> Result<FetchedFile, TransferError> {
+    let (tx, mut rx) = mpsc::channel(1024);
+    let cancel = CancellationToken::new();
+    let run = dl.fetch(job, tx, cancel.clone());
+    let watcher = async {
+        let mut seen = 0;
+        while let Some(ev) = rx.recv().await {
+            if matches!(ev, ProgressEvent::Retrying { .. }) {
+                seen += 1;
+                if seen == n {
+                    cancel.cancel();
+                }
+            }
+        }
+    };
+    let (r, ()) = tokio::join!(run, watcher);
+    r
+}
+
+fn bytes_reported(events: &[ProgressEvent]) -> u64 {
+    // Counts since the last restart, as a progress bar would show them.
+    events.iter().fold(0, |acc, ev| match ev {
+        ProgressEvent::Bytes { n, .. } => acc + n,
+        ProgressEvent::Restarted { .. } => 0,
+        _ => acc,
+    })
+}
+
+fn restarts(events: &[ProgressEvent]) -> Vec<RestartReason> {
+    events
+        .iter()
+        .filter_map(|ev| match ev {
+            ProgressEvent::Restarted { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect()
+}
+
+fn started_from(events: &[ProgressEvent]) -> u64 {
+    match events.first() {
+        Some(ProgressEvent::Started { resumed_from, .. }) => *resumed_from,
+        other => panic!("first event is not Started: {other:?}"),
+    }
+}
+
+/// The fetched file is exactly `want`, its digests and the server's CRC agree.
+fn assert_fetched(f: &FetchedFile, want: &[u8]) {
+    let on_disk = std::fs::read(&f.path).unwrap();
+    assert_eq!(on_disk.len(), want.len(), "size on disk");
+    assert!(on_disk == want, "content on disk differs from the object");
+    let v = verify::verify_file(
+        &f.path,
+        &Expectations {
+            size: want.len() as u64,
+            server_crc64: f.server_crc64,
+            rdb: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(v.sha256, f.sha256);
+    assert_eq!(v.crc64, f.crc64);
+    assert_eq!(f.server_crc64, Some(f.crc64));
+}
+
+#[tokio::test]
+async fn clean_single_stream_downloads_once_with_digests() {
+    let srv = Server::start().await;
+    let size = 3 * MIB + 17;
+    srv.put_generated("a.rdb", 1, size);
+    let dl = downloader(config(), &srv.clock);
+    let (r, events) = fetch_all(&dl, srv.job("a.rdb", size, srv.minter("a.rdb", 3600))).await;
+    let f = r.unwrap();
+    assert_fetched(&f, &generated(1, size));
+    let stats = srv.store.stats("a.rdb");
+    assert_eq!(stats.statuses(), [200]);
+    assert_eq!(stats.ranges(), [None]);
+    assert_eq!(stats.bytes_served, size);
+    assert_eq!(bytes_reported(&events), size);
+    assert!(matches!(
+        events.last(),
+        Some(ProgressEvent::Finished { .. })
+    ));
+    // The sidecar says complete and never holds the URL.
+    let sidecar = std::fs::read_to_string(&f.sidecar).unwrap();
+    assert!(
+        !sidecar.contains("q-sign") && !sidecar.contains("http"),
+        "{sidecar}"
+    );
+    verify::verify_with_digests(
+        &f.path,
+        &f.digests(),
+        &Expectations {
+            size,
+            server_crc64: f.server_crc64,
+            rdb: false,
+        },
+    )
+    .unwrap();
+    f.remove_sidecar().unwrap();
+    assert!(!f.sidecar.exists());
+}
+
+#[tokio::test]
+async fn segmented_download_uses_exact_ranges() {
+    let srv = Server::start().await;
+    let size = 10 * MIB + 3;
+    srv.put_generated("big.tar.gz", 2, size);
+    let dl = downloader(segmented(4), &srv.clock);
+    let (r, events) = fetch_all(
+        &dl,
+        srv.job("big.tar.gz", size, srv.minter("big.tar.gz", 3600)),
+    )
+    .await;
+    let f = r.unwrap();
+    assert_fetched(&f, &generated(2, size));
+    let stats = srv.store.stats("big.tar.gz");
+    assert_eq!(stats.statuses(), [206; 4]);
+    let mut ranges: Vec<String> = stats.ranges().into_iter().map(Option::unwrap).collect();
+    ranges.sort();
+    let q = size / 4;
+    let want: Vec<String> = (0..4)
+        .map(|i| {
+            let start = q * i + (size % 4).min(i);
+            let end = q * (i + 1) + (size % 4).min(i + 1);
+            format!("bytes={start}-{}", end - 1)
+        })
+        .collect();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    assert_eq!(ranges, want_sorted);
+    // The first request (the one that learns the ETag) is the first segment.
+    assert_eq!(stats.ranges()[0].as_deref(), Some(want[0].as_str()));
+    assert_eq!(stats.bytes_served, size);
+    assert_eq!(bytes_reported(&events), size);
+}
+
+#[tokio::test]
+async fn cut_body_resumes_from_the_offset() {
+    let srv = Server::start().await;
+    let size = 4 * MIB;
+    srv.put_generated("cut.rdb", 3, size);
+    srv.store.add_fault(
+        FaultTarget::Key("cut.rdb".into()),
+        Fault::CutAfter(MIB + 5),
+        Repeat::Times(2),
+    );
+    let dl = downloader(config(), &srv.clock);
+    let (r, events) = fetch_all(&dl, srv.job("cut.rdb", size, srv.minter("cut.rdb", 3600))).await;
+    let f = r.unwrap();
+    assert_fetched(&f, &generated(3, size));
+    let stats = srv.store.stats("cut.rdb");
+    assert_eq!(stats.statuses(), [200, 206, 206]);
+    let ranges = stats.ranges();
+    assert_eq!(ranges[0], None);
+    assert_eq!(
+        ranges[1].as_deref(),
+        Some(format!("bytes={}-", MIB + 5).as_str())
+    );
+    assert_eq!(
+        ranges[2].as_deref(),
+        Some(format!("bytes={}-", 2 * (MIB + 5)).as_str())
+    );
+    // Nothing was fetched twice.
+    assert_eq!(stats.bytes_served, size);
+    let retries = events
+        .iter()
+        .filter(|e| matches!(e, ProgressEvent::Retrying { .. }))
+        .count();
+    assert_eq!(retries, 2);
+    assert_eq!(f.restarts, 0);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_given_up() {
+    let srv = Server::start().await;
+    let size = MIB;
+    srv.put_generated("e.rdb", 4, size);
+    srv.store.add_fault(
+        FaultTarget::Key("e.rdb".into()),
+        Fault::ServerError(503),
+        Repeat::Times(2),
+    );
+    let dl = downloader(config(), &srv.clock);
+    let (r, _) = fetch_all(&dl, srv.job("e.rdb", size, srv.minter("e.rdb", 3600))).await;
+    assert_fetched(&r.unwrap(), &generated(4, size));
+    assert_eq!(srv.store.stats("e.rdb").statuses(), [503, 503, 200]);
+
+    srv.put_generated("down.rdb", 4, size);
+    srv.store.add_fault(
+        FaultTarget::Key("down.rdb".into()),
+        Fault::ServerError(500),
+        Repeat::Always,
+    );
+    let minter = srv.minter("down.rdb", 3600);
+    let (r, _) = fetch_all(&dl, srv.job("down.rdb", size, minter)).await;
+    let err = r.unwrap_err();
+    match &err {
+        TransferError::RetriesExhausted { attempts, last, .. } => {
+            assert_eq!(*attempts, 5);
+            assert!(last.contains("500"), "{last}");
+        }
+        other => panic!("expected RetriesExhausted, got {other}"),
+    }
+    assert_eq!(srv.store.stats("down.rdb").requests, 5);
+    assert!(!err.to_string().contains("q-signature"), "{err}");
+}
+
+#[tokio::test]
+async fn a_200_to_a_ranged_request_starts_over_with_that_body() {
+    let srv = Server::start().await;
+    let size = 2 * MIB;
+    srv.put_generated("r.rdb", 5, size);
+    let key = FaultTarget::Key("r.rdb".into());
+    srv.store
+        .add_fault(key.clone(), Fault::CutAfter(MIB / 2), Repeat::Times(1));
+    srv.store
+        .add_fault(key, Fault::IgnoreRange, Repeat::Times(1));
+    let dl = downloader(config(), &srv.clock);
+    let (r, events) = fetch_all(&dl, srv.job("r.rdb", size, srv.minter("r.rdb", 3600))).await;
+    let f = r.unwrap();
+    assert_fetched(&f, &generated(5, size));
+    let stats = srv.store.stats("r.rdb");
+    // The second answer ignored the range; its whole body became the file:
+    // no third request, nothing appended after the first half MiB.
+    assert_eq!(stats.statuses(), [200, 200]);
+    assert_eq!(
+        stats.ranges()[1].as_deref(),
+        Some(format!("bytes={}-", MIB / 2).as_str())
+    );
+    assert_eq!(stats.bytes_served, MIB / 2 + size);
+    assert_eq!(restarts(&events), [RestartReason::RangeIgnored]);
+    assert_eq!(bytes_reported(&events), size);
+    assert_eq!(f.restarts, 1);
+}
+
+#[tokio::test]
+async fn segmented_download_falls_back_to_one_stream_when_ranges_are_ignored() {
+    let srv = Server::start().await;
+    let size = 8 * MIB;
+    srv.put_generated("s.tar", 6, size);
+    srv.store.add_fault(
+        FaultTarget::Key("s.tar".into()),
+        Fault::IgnoreRange,
+        Repeat::Times(1),
+    );
+    let dl = downloader(segmented(4), &srv.clock);
+    let (r, events) = fetch_all(&dl, srv.job("s.tar", size, srv.minter("s.tar", 3600))).await;
+    let f = r.unwrap();
+    assert_fetched(&f, &generated(6, size));
+    let stats = srv.store.stats("s.tar");
+    // Only the first segment asked; the 200 it got was used as the file.
+    assert_eq!(stats.statuses(), [200]);
+    assert_eq!(stats.bytes_served, size);
+    assert_eq!(restarts(&events), [RestartReason::RangeIgnored]);
+}
+
+#[tokio::test]
+async fn a_shrunk_object_gives_416_and_a_size_error() {
+    let srv = Server::start().await;
+    let size = 3 * MIB;
+    srv.store
+        .put(
+            "s.rdb",
+            ObjectBody::Generated { seed: 7, len: size },
+            ObjectOptions {
+                legacy_no_crc: true,
+            },
+        )
+        .unwrap();
+    srv.store.add_fault(
+        FaultTarget::Key("s.rdb".into()),
+        Fault::StallAfter(2 * MIB),
+        Repeat::Times(1),
+    );
+    let dl = downloader(stop_at_stall(config()), &srv.clock);
+    let job = srv.job("s.rdb", size, srv.minter("s.rdb", 3600));
+    let first = fetch_until_retries(&dl, job, 1).await;
+    srv.store.release_stalls();
+    assert!(first.unwrap_err().is_cancelled());
+    assert_eq!(std::fs::metadata(srv.part("s.rdb")).unwrap().len(), 2 * MIB);
+    // A server without ETags: nothing to send If-Match with.
+    let sidecar_path = srv.dir.path().join(".partial/s.rdb.part.json");
+    let mut sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sidecar_path).unwrap()).unwrap();
+    sidecar["etag"] = serde_json::Value::Null;
+    std::fs::write(&sidecar_path, serde_json::to_vec(&sidecar).unwrap()).unwrap();
+    // The object shrinks below what we already have.
+    srv.put_generated("s.rdb", 7, MIB / 2);
+    let dl = downloader(config(), &srv.clock);
+    let (r, _) = fetch_all(&dl, srv.job("s.rdb", size, srv.minter("s.rdb", 3600))).await;
+    match r.unwrap_err() {
+        TransferError::SizeMismatch {
+            expected, actual, ..
+        } => assert_eq!((expected, actual), (size, MIB / 2)),
+        other => panic!("expected SizeMismatch, got {other}"),
+    }
+    assert_eq!(srv.store.stats("s.rdb").statuses().last(), Some(&416));
+}
+
+/// Rate cap so that a cut at `cut` bytes cannot come earlier than
+/// `cut / rate` seconds: longer than the one-second URL below lives.
+const CAP: u64 = MIB;
+
+#[tokio::test]
+async fn url_expiring_mid_download_is_renewed_before_the_next_request() {
+    // Both sides follow the wall clock; the URL lives one second.
+    let srv = Server::with_clock(ManualClock::new()).await;
+    let size = 4 * MIB;
+    srv.put_generated("x.rdb", 8, size);
+    srv.store.set_rate_limit(Some(CAP));
+    srv.store.add_fault(
+        FaultTarget::Key("x.rdb".into()),
+        Fault::CutAfter(3 * MIB),
+        Repeat::Times(1),
+    );
+    let minter = srv.minter("x.rdb", 1);
+    let dl = downloader(config(), &srv.clock);
+    let (r, events) = fetch_all(&dl, srv.job("x.rdb", size, minter.clone())).await;
+    let f = r.unwrap();
+    assert_fetched(&f, &generated(8, size));
+    let stats = srv.store.stats("x.rdb");
+    // Renewed before asking: no 403 was needed.
+    assert_eq!(stats.statuses(), [200, 206]);
+    assert_eq!(
+        stats.ranges()[1].as_deref(),
+        Some(format!("bytes={}-", 3 * MIB).as_str())
+    );
+    assert_eq!(stats.bytes_served, size);
+    assert_eq!(minter.calls.load(Ordering::SeqCst), 2);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, ProgressEvent::UrlRefreshed { .. })));
+}
+
+#[tokio::test]
+async fn url_that_cos_calls_expired_is_renewed_and_the_offset_kept() {
+    let srv = Server::with_clock(ManualClock::new()).await;
+    let size = 4 * MIB;
+    srv.put_generated("y.rdb", 9, size);
+    srv.store.set_rate_limit(Some(CAP));
+    srv.store.add_fault(
+        FaultTarget::Key("y.rdb".into()),
+        Fault::CutAfter(3 * MIB),
+        Repeat::Times(1),
+    );
+    let minter = srv.minter("y.rdb", 1);
+    // Our clock runs an hour late, so only COS can tell the URL expired.
+    let late = ManualClock::new();
+    late.advance(chrono::Duration::seconds(-3600));
+    let dl = downloader(config(), &late);
+    let (r, events) = fetch_all(&dl, srv.job("y.rdb", size, minter.clone())).await;
+    let f = r.unwrap();
+    assert_fetched(&f, &generated(9, size));
+    let stats = srv.store.stats("y.rdb");
+    assert_eq!(stats.statuses(), [200, 403, 206]);
+    let tail = Some(format!("bytes={}-", 3 * MIB));
+    assert_eq!(stats.ranges()[1], tail);
+    assert_eq!(stats.ranges()[2], tail);
+    // Within the file size plus one segment (here: exactly the file).
+    assert!(stats.bytes_served <= size + size, "{}", stats.bytes_served);
+    assert_eq!(stats.bytes_served, size);
+    assert_eq!(minter.calls.load(Ordering::SeqCst), 2);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, ProgressEvent::UrlRefreshed { .. })));
+}
+
+#[tokio::test]
+async fn object_replaced_mid_download_starts_over_with_the_new_object() {
+    let srv = Server::start().await;
+    let size = 3 * MIB;
+    srv.put_generated("o.rdb", 10, size);
+    let key = FaultTarget::Key("o.rdb".into());
+    srv.store.add_fault(
+        key.clone(),
+        Fault::ReplaceAfter {
+            after_bytes: MIB,
+            body: ObjectBody::Generated {
+                seed: 11,
+                len: size,
+            },
+        },
+        Repeat::Times(1),
+    );
+    srv.store
+        .add_fault(key, Fault::CutAfter(2 * MIB), Repeat::Times(1));
+    let dl = downloader(config(), &srv.clock);
+    let (r, events) = fetch_all(&dl, srv.job("o.rdb", size, srv.minter("o.rdb", 3600))).await;
+    let f = r.unwrap();
+    // The bytes are the new object's, none of the old one's.
+    assert_fetched(&f, &generated(11, size));
+    assert_eq!(
+        f.etag.as_deref(),
+        Some(srv.store.info("o.rdb").unwrap().etag.as_str())
+    );
+    let stats = srv.store.stats("o.rdb");
+    assert_eq!(stats.statuses(), [200, 412, 200]);
+    assert_eq!(stats.bytes_served, 2 * MIB + size);
+    assert_eq!(restarts(&events), [RestartReason::ObjectReplaced]);
+    assert_eq!(bytes_reported(&events), size);
+}
+
+#[tokio::test]
+async fn object_replaced_under_segments_restarts_every_segment() {
+    let srv = Server::start().await;
+    let size = 8 * MIB;
+    srv.put_generated("os.tar", 12, size);
+    srv.store.add_fault(
+        FaultTarget::Key("os.tar".into()),
+        Fault::ReplaceAfter {
+            after_bytes: 0,
+            body: ObjectBody::Generated {
+                seed: 13,
+                len: size,
+            },
+        },
+        Repeat::Times(1),
+    );
+    let dl = downloader(segmented(4), &srv.clock);
+    let (r, events) = fetch_all(&dl, srv.job("os.tar", size, srv.minter("os.tar", 3600))).await;
+    let f = r.unwrap();
+    assert_fetched(&f, &generated(13, size));
+    let stats = srv.store.stats("os.tar");
+    assert!(stats.count_status(412) >= 1, "{:?}", stats.statuses());
+    assert_eq!(restarts(&events), [RestartReason::ObjectReplaced]);
+    // The first pass served at most its first segment, then all again.
+    assert!(
+        stats.bytes_served <= size + size / 4,
+        "{}",
+        stats.bytes_served
+    );
+}
+
+#[tokio::test]
+async fn stalled_response_is_abandoned_and_resumed() {
+    let srv = Server::start().await;
+    let size = 3 * MIB;
+    srv.put_generated("st.rdb", 14, size);
+    srv.store.add_fault(
+        FaultTarget::Key("st.rdb".into()),
+        Fault::StallAfter(MIB),
+        Repeat::Times(1),
+    );
+    let dl = downloader(
+        TransferConfig {
+            idle_timeout: Duration::from_millis(300),
+            ..config()
+        },
+        &srv.clock,
+    );
+    let (r, events) = fetch_all(&dl, srv.job("st.rdb", size, srv.minter("st.rdb", 3600))).await;
+    srv.store.release_stalls();
+    let f = r.unwrap();
+    assert_fetched(&f, &generated(14, size));
+    let stats = srv.store.stats("st.rdb");
+    assert_eq!(stats.statuses(), [200, 206]);
+    assert_eq!(
+        stats.ranges()[1].as_deref(),
+        Some(format!("bytes={MIB}-").as_str())
+    );
+    assert_eq!(stats.bytes_served, size);
+    let stalled = events
+        .iter()
+        .any(|e| matches!(e, ProgressEvent::Retrying { error, .. } if error.contains("no data")));
+    assert!(stalled, "{events:?}");
+}
+
+#[tokio::test]
+async fn cancelled_download_resumes_in_a_new_downloader() {
+    let srv = Server::start().await;
+    let size = 12 * MIB;
+    srv.put_generated("re.rdb", 15, size);
+    srv.store.add_fault(
+        FaultTarget::Key("re.rdb".into()),
+        Fault::StallAfter(6 * MIB),
+        Repeat::Times(1),
+    );
+    let job = srv.job("re.rdb", size, srv.minter("re.rdb", 3600));
+    let dl = downloader(stop_at_stall(config()), &srv.clock);
+    let first = fetch_until_retries(&dl, job.clone(), 1).await;
+    srv.store.release_stalls();
+    assert!(first.unwrap_err().is_cancelled());
+    let kept = std::fs::metadata(srv.part("re.rdb")).unwrap().len();
+    assert_eq!(kept, 6 * MIB);
+
+    // A new process: new downloader, same partial directory.
+    let dl = downloader(config(), &srv.clock);
+    let (r, events) = fetch_all(&dl, job).await;
+    let f = r.unwrap();
+    assert_fetched(&f, &generated(15, size));
+    assert_eq!(started_from(&events), kept);
+    assert_eq!(f.resumed_from, kept);
+    let stats = srv.store.stats("re.rdb");
+    assert_eq!(
+        stats.ranges()[1].as_deref(),
+        Some(format!("bytes={kept}-").as_str())
+    );
+    assert!(
+        stats.bytes_served < size + 8 * MIB,
+        "{}",
+        stats.bytes_served
+    );
+    // Not one byte twice.
+    assert_eq!(stats.bytes_served, size);
+}
+
+#[tokio::test]
+async fn killed_process_refetches_at_most_one_checkpoint() {
+    let srv = Server::start().await;
+    let size = 24 * MIB;
+    srv.put_generated("k.rdb", 16, size);
+    srv.store.add_fault(
+        FaultTarget::Key("k.rdb".into()),
+        Fault::StallAfter(20 * MIB),
+        Repeat::Times(1),
+    );
+    let job = srv.job("k.rdb", size, srv.minter("k.rdb", 3600));
+    let checkpoint = config().checkpoint_bytes;
+    // The first "process" runs on its own runtime, which is dropped at once
+    // (no cancellation path runs, like SIGKILL; only in-flight disk writes end).
+    let (tx, mut rx) = mpsc::channel(1024);
+    let (kill_tx, kill_rx) = std::sync::mpsc::channel::<()>();
+    let victim = {
+        let (job, clock) = (job.clone(), srv.clock.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let dl = downloader(config(), &clock);
+            rt.spawn(async move {
+                let _ = dl.fetch(job, tx, CancellationToken::new()).await;
+            });
+            kill_rx.recv().unwrap();
+            drop(rt);
+        })
+    };
+    let mut seen = 0;
+    while let Some(ev) = rx.recv().await {
+        if let ProgressEvent::Bytes { n, .. } = ev {
+            seen += n;
+            if seen >= 16 * MIB {
+                break;
+            }
+        }
+    }
+    kill_tx.send(()).unwrap();
+    tokio::task::spawn_blocking(move || victim.join().unwrap())
+        .await
+        .unwrap();
+    srv.store.release_stalls();
+    let on_disk = std::fs::metadata(srv.part("k.rdb")).unwrap().len();
+    assert!(on_disk >= 16 * MIB, "{on_disk}");
+
+    let dl = downloader(config(), &srv.clock);
+    let (r, events) = fetch_all(&dl, job).await;
+    let f = r.unwrap();
+    assert_fetched(&f, &generated(16, size));
+    let resumed = started_from(&events);
+    assert!(
+        on_disk - resumed <= checkpoint,
+        "{on_disk} written before the kill, resumed from {resumed}"
+    );
+    let stats = srv.store.stats("k.rdb");
+    assert_eq!(
+        stats.records[1].range.as_deref(),
+        Some(format!("bytes={resumed}-").as_str())
+    );
+    assert_eq!(stats.records[1].bytes_sent, size - resumed);
+}
+
+#[tokio::test]
+async fn segmented_download_resumes_every_segment() {
+    let srv = Server::start().await;
+    let size = 16 * MIB;
+    srv.put_generated("sr.tar", 17, size);
+    srv.store.add_fault(
+        FaultTarget::Key("sr.tar".into()),
+        Fault::StallAfter(2 * MIB),
+        Repeat::Times(4),
+    );
+    let job = srv.job("sr.tar", size, srv.minter("sr.tar", 3600));
+    let dl = downloader(stop_at_stall(segmented(4)), &srv.clock);
+    // Stop once all four segments sit at their stall points.
+    let first = fetch_until_retries(&dl, job.clone(), 4).await;
+    srv.store.release_stalls();
+    assert!(first.unwrap_err().is_cancelled());
+
+    let dl = downloader(segmented(4), &srv.clock);
+    let (r, events) = fetch_all(&dl, job).await;
+    let f = r.unwrap();
+    assert_fetched(&f, &generated(17, size));
+    assert_eq!(started_from(&events), 8 * MIB);
+    let stats = srv.store.stats("sr.tar");
+    assert_eq!(stats.bytes_served, size);
+    let resumed: Vec<String> = stats.ranges()[4..]
+        .iter()
+        .map(|r| r.clone().unwrap())
+        .collect();
+    assert_eq!(resumed.len(), 4);
+    for i in 0..4u64 {
+        let want = format!("bytes={}-{}", i * 4 * MIB + 2 * MIB, (i + 1) * 4 * MIB - 1);
+        assert!(resumed.contains(&want), "{want} not in {resumed:?}");
+    }
+}
+
+#[tokio::test]
+async fn wrong_size_fails_before_anything_is_kept() {
+    let srv = Server::start().await;
+    srv.put_generated("w.rdb", 18, 2 * MIB);
+    let dl = downloader(config(), &srv.clock);
+    let (r, _) = fetch_all(
+        &dl,
+        srv.job("w.rdb", 2 * MIB + 1, srv.minter("w.rdb", 3600)),
+    )
+    .await;
+    match r.unwrap_err() {
+        TransferError::SizeMismatch {
+            expected, actual, ..
+        } => assert_eq!((expected, actual), (2 * MIB + 1, 2 * MIB)),
+        other => panic!("expected SizeMismatch, got {other}"),
+    }
+    assert_eq!(std::fs::metadata(srv.part("w.rdb")).unwrap().len(), 0);
+    assert_eq!(srv.store.stats("w.rdb").requests, 1);
+
+    // Segmented: the first range's Content-Range total gives it away.
+    let dl = downloader(segmented(4), &srv.clock);
+    let (r, _) = fetch_all(
+        &dl,
+        srv.job("w2.rdb", 2 * MIB + 1, srv.minter("w.rdb", 3600)),
+    )
+    .await;
+    assert!(
+        matches!(r.unwrap_err(), TransferError::SizeMismatch { actual, .. } if actual == 2 * MIB)
+    );
+    assert_eq!(srv.store.stats("w.rdb").requests, 2);
+}
+
+#[tokio::test]
+async fn crc_mismatch_is_reported_by_verification() {
+    let srv = Server::start().await;
+    let data = generated(19, MIB);
+    let src = srv.dir.path().join("object.bin");
+    std::fs::write(&src, &data).unwrap();
+    srv.store
+        .put(
+            "c.rdb",
+            ObjectBody::File(src.clone()),
+            ObjectOptions::default(),
+        )
+        .unwrap();
+    // COS computed its CRC; then the stored bytes rotted.
+    let announced = srv.store.crc64("c.rdb").await.unwrap();
+    let mut rotten = data.clone();
+    rotten[1000] ^= 0x20;
+    std::fs::write(&src, &rotten).unwrap();
+    let dl = downloader(config(), &srv.clock);
+    let (r, events) = fetch_all(&dl, srv.job("c.rdb", MIB, srv.minter("c.rdb", 3600))).await;
+    let f = r.unwrap();
+    assert_eq!(f.server_crc64, Some(announced));
+    assert_ne!(f.crc64, announced);
+    assert!(
+        restarts(&events).is_empty(),
+        "a fresh download is not retried"
+    );
+    assert_eq!(srv.served("c.rdb"), MIB);
+    let err = verify::verify_with_digests(
+        &f.path,
+        &f.digests(),
+        &Expectations {
+            size: MIB,
+            server_crc64: f.server_crc64,
+            rdb: false,
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Crc64Mismatch { expected, actual, .. } if expected == announced && actual == f.crc64)
+    );
+    assert!(err.to_string().contains("c.rdb.part"), "{err}");
+}
+
+#[tokio::test]
+async fn corrupted_resumed_bytes_are_fetched_again_once() {
+    let srv = Server::start().await;
+    let size = 6 * MIB;
+    srv.put_generated("h.rdb", 20, size);
+    srv.store.add_fault(
+        FaultTarget::Key("h.rdb".into()),
+        Fault::StallAfter(4 * MIB),
+        Repeat::Times(1),
+    );
+    let job = srv.job("h.rdb", size, srv.minter("h.rdb", 3600));
+    let dl = downloader(stop_at_stall(config()), &srv.clock);
+    let first = fetch_until_retries(&dl, job.clone(), 1).await;
+    srv.store.release_stalls();
+    assert!(first.unwrap_err().is_cancelled());
+    // A bit flips in the kept part (a bad disk, a crash mid-write).
+    let part = srv.part("h.rdb");
+    let mut bytes = std::fs::read(&part).unwrap();
+    let kept = bytes.len() as u64;
+    bytes[10] ^= 0x01;
+    std::fs::write(&part, &bytes).unwrap();
+
+    let dl = downloader(config(), &srv.clock);
+    let (r, events) = fetch_all(&dl, job).await;
+    let f = r.unwrap();
+    assert_fetched(&f, &generated(20, size));
+    assert_eq!(restarts(&events), [RestartReason::ChecksumAfterResume]);
+    assert_eq!(kept, 4 * MIB);
+    let stats = srv.store.stats("h.rdb");
+    assert_eq!(stats.statuses(), [200, 206, 200]);
+    assert_eq!(stats.bytes_served, 4 * MIB + (size - kept) + size);
+}
+
+#[tokio::test]
+async fn rdb_footer_mismatch_is_reported_by_verification() {
+    let srv = Server::start().await;
+    let mut body = b"REDIS0011".to_vec();
+    let mut filler = vec![0u8; 200_000];
+    fill_generated(21, 0, &mut filler);
+    body.extend_from_slice(b"\xfa\x09redis-ver\x057.2.4\xfe\x00\xfb\x01\x00\x00\x03key");
+    body.push(0x80);
+    body.extend_from_slice(&(filler.len() as u32).to_be_bytes());
+    body.extend_from_slice(&filler);
+    let good = verify::rdb::seal(body);
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let size = good.len() as u64;
+    for (key, bytes) in [("good.rdb", good.clone()), ("bad.rdb", bad)] {
+        srv.store
+            .put(
+                key,
+                ObjectBody::Bytes(Bytes::from(bytes)),
+                ObjectOptions::default(),
+            )
+            .unwrap();
+    }
+    let dl = downloader(config(), &srv.clock);
+    let expect = |f: &FetchedFile| Expectations {
+        size,
+        server_crc64: f.server_crc64,
+        rdb: true,
+    };
+    let (r, _) = fetch_all(&dl, srv.job("good.rdb", size, srv.minter("good.rdb", 3600))).await;
+    let f = r.unwrap();
+    verify::verify_with_digests(&f.path, &f.digests(), &expect(&f)).unwrap();
+    let (r, _) = fetch_all(&dl, srv.job("bad.rdb", size, srv.minter("bad.rdb", 3600))).await;
+    let f = r.unwrap();
+    // The transfer is faithful (COS's CRC matches); the dump itself is bad.
+    assert_eq!(f.server_crc64, Some(f.crc64));
+    let err = verify::verify_with_digests(&f.path, &f.digests(), &expect(&f)).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::RdbChecksumMismatch { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn not_enough_free_space_fails_before_any_request() {
+    let srv = Server::start().await;
+    srv.put_generated("n.rdb", 22, MIB);
+    let dl = downloader(
+        TransferConfig {
+            free_space_margin: u64::MAX / 2,
+            ..config()
+        },
+        &srv.clock,
+    );
+    let (r, events) = fetch_all(&dl, srv.job("n.rdb", MIB, srv.minter("n.rdb", 3600))).await;
+    let err = r.unwrap_err();
+    match &err {
+        TransferError::NoSpace {
+            path,
+            needed,
+            available,
+            ..
+        } => {
+            assert_eq!(path, &srv.dir.path().join(".partial"));
+            assert_eq!(*needed, MIB);
+            assert!(*available > 0);
+        }
+        other => panic!("expected NoSpace, got {other}"),
+    }
+    assert!(err.to_string().contains(".partial"), "{err}");
+    assert_eq!(srv.store.stats("n.rdb").requests, 0);
+    assert!(events.is_empty());
+}
+
+#[tokio::test]
+async fn denied_and_missing_objects_fail_without_retries() {
+    let srv = Server::start().await;
+    srv.put_generated("d.rdb", 23, MIB);
+    srv.store.add_fault(
+        FaultTarget::Key("d.rdb".into()),
+        Fault::Deny,
+        Repeat::Always,
+    );
+    let dl = downloader(config(), &srv.clock);
+    let (r, _) = fetch_all(&dl, srv.job("d.rdb", MIB, srv.minter("d.rdb", 3600))).await;
+    match r.unwrap_err() {
+        TransferError::Denied { status, code, .. } => {
+            assert_eq!((status, code.as_str()), (403, "AccessDenied"))
+        }
+        other => panic!("expected Denied, got {other}"),
+    }
+    assert_eq!(srv.store.stats("d.rdb").requests, 1);
+    let (r, _) = fetch_all(&dl, srv.job("none.rdb", MIB, srv.minter("none.rdb", 3600))).await;
+    assert!(matches!(
+        r.unwrap_err(),
+        TransferError::Denied { status: 404, .. }
+    ));
+}
+
+#[tokio::test]
+async fn plain_http_urls_are_refused_unless_allowed() {
+    let srv = Server::start().await;
+    srv.put_generated("p.rdb", 24, MIB);
+    let dl = downloader(
+        TransferConfig {
+            allow_http: false,
+            ..config()
+        },
+        &srv.clock,
+    );
+    let (r, _) = fetch_all(&dl, srv.job("p.rdb", MIB, srv.minter("p.rdb", 3600))).await;
+    let err = r.unwrap_err();
+    assert!(matches!(&err, TransferError::InsecureUrl { scheme, .. } if scheme == "http"));
+    assert!(!err.to_string().contains("q-sign"), "{err}");
+    assert_eq!(srv.store.stats("p.rdb").requests, 0);
+}
+
+#[tokio::test]
+async fn transport_errors_never_show_the_signature() {
+    let srv = Server::start().await;
+    // Nothing listens there any more.
+    let closed = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let url = srv.store.presign(
+        &format!("http://{closed}"),
+        "t.rdb",
+        3600,
+        UrlShape::TopLevel,
+    );
+    let signature = url.split("q-signature=").nth(1).unwrap()[..16].to_string();
+    struct Fixed(String);
+    impl UrlSource for Fixed {
+        fn fresh_url(&self) -> BoxFuture<'_, Result<SignedUrl, UrlSourceError>> {
+            Box::pin(async move { Ok(SignedUrl::new(self.0.clone())) })
+        }
+    }
+    let dl = downloader(config(), &srv.clock);
+    let (r, events) = fetch_all(&dl, srv.job("t.rdb", MIB, Arc::new(Fixed(url)))).await;
+    let err = r.unwrap_err();
+    assert!(
+        matches!(err, TransferError::RetriesExhausted { .. }),
+        "{err}"
+    );
+    let text = format!("{err} {err:?} {events:?}");
+    assert!(!text.contains(&signature), "{text}");
+}
+
+#[tokio::test]
+async fn eight_files_share_the_connection_limit() {
+    let srv = Server::start().await;
+    let dl = Arc::new(downloader(
+        TransferConfig {
+            max_files: 3,
+            max_connections: 5,
+            ..segmented(4)
+        },
+        &srv.clock,
+    ));
+    let mut tasks = Vec::new();
+    for i in 0..8u64 {
+        let key = format!("m{i}.rdb");
+        srv.put_generated(&key, 100 + i, 2 * MIB + i);
+        let job = srv.job(&key, 2 * MIB + i, srv.minter(&key, 3600));
+        let dl = dl.clone();
+        tasks.push(tokio::spawn(async move { fetch_all(&dl, job).await.0 }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let f = t.await.unwrap().unwrap();
+        assert_fetched(&f, &generated(100 + i as u64, 2 * MIB + i as u64));
+        assert_eq!(srv.served(&format!("m{i}.rdb")), 2 * MIB + i as u64);
+    }
+}
+
+/// A file path under the partial directory is never outside it.
+#[tokio::test]
+async fn unsafe_file_names_are_refused() {
+    let srv = Server::start().await;
+    let dl = downloader(config(), &srv.clock);
+    for name in ["../x", "a/b", ".hidden", ""] {
+        let mut job = srv.job("x", 1, srv.minter("x", 3600));
+        job.file_name = name.into();
+        let (r, _) = fetch_all(&dl, job).await;
+        assert!(
+            matches!(r.unwrap_err(), TransferError::BadFileName { .. }),
+            "{name}"
+        );
+    }
+    assert!(!Path::new(&srv.dir.path().join("x.part")).exists());
+}
+
+#[tokio::test]
+async fn expiry_is_judged_by_the_injected_clock() {
+    // A URL that by the wall clock expired long ago, but whose expiry by the
+    // injected (frozen) clocks is an hour away: no renewal happens.
+    let srv = Server::start().await;
+    srv.put_generated("c2.rdb", 25, MIB);
+    let minter = srv.minter("c2.rdb", 3600);
+    let dl = downloader(config(), &srv.clock);
+    let (r, events) = fetch_all(&dl, srv.job("c2.rdb", MIB, minter.clone())).await;
+    assert_fetched(&r.unwrap(), &generated(25, MIB));
+    assert_eq!(minter.calls.load(Ordering::SeqCst), 1);
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, ProgressEvent::UrlRefreshed { .. })));
+    assert!(srv.clock.unix() < chrono::Utc::now().timestamp() - 3600);
+}
