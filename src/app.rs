@@ -186,7 +186,6 @@ pub async fn build_context(
     progress: Progress,
 ) -> Result<SyncContext, SetupError> {
     let credentials = CredentialProvider::from_chain(&chain_config(&config), clock.clone()).await?;
-    tracing::info!("credentials: {}", credentials.describe());
     let client_config = ClientConfig {
         endpoint: config.api.endpoint.as_ref().map(|u| u.to_string()),
         ..ClientConfig::default()

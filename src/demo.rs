@@ -13,6 +13,9 @@ use crate::config::Config;
 use crate::emulator::{Emulator, EmulatorOptions};
 use crate::retention;
 
+/// Per-connection speed of the demo's COS, bytes per second.
+const DEMO_RATE: u64 = 256 * 1024;
+
 /// The demo's configuration; `[api] endpoint`, `download_dir` and the
 /// credentials are filled in at run time.
 pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
@@ -90,7 +93,15 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
             instance.region
         );
     }
-    crate::outln!("Pulling into {}\n", config.download_dir.display());
+    // The sample backups are small; served at full loopback speed the pull
+    // would be over before a bar is drawn. A per-connection cap makes it
+    // last a few seconds (a real pull is limited by the network instead).
+    emulator.cos().set_rate_limit(Some(DEMO_RATE));
+    crate::outln!(
+        "Pulling into {} (the emulator serves {}/s per connection so the bars can be seen)\n",
+        config.download_dir.display(),
+        indicatif::HumanBytes(DEMO_RATE)
+    );
 
     let ctx = app::build_context(
         config.clone(),

@@ -3,11 +3,53 @@
 //! not fill with bar redraws). Nothing else in the crate knows indicatif.
 
 use std::collections::HashMap;
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// The bars on screen, if any, so that log lines can be printed above them
+/// instead of through them. The one piece of process-wide state here: a
+/// terminal has one set of bars, and the log writer is installed once.
+static ON_SCREEN: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+fn on_screen() -> std::sync::MutexGuard<'static, Option<MultiProgress>> {
+    match ON_SCREEN.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// A `tracing_subscriber` writer for stderr that hides the bars while a log
+/// line is written, so lines appear above the bars and never inside them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StderrAboveBars;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StderrAboveBars {
+    type Writer = StderrAboveBars;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        *self
+    }
+}
+
+impl Write for StderrAboveBars {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let bars = on_screen().clone();
+        match bars {
+            Some(multi) => multi
+                .suspend(|| io::stderr().write_all(buf))
+                .map(|()| buf.len()),
+            None => io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +127,7 @@ impl Progress {
                     "{prefix:>24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
                 ));
                 total.set_prefix("total");
+                *on_screen() = Some(multi.clone());
                 (Some(multi), Some(total))
             }
             _ => (None, None),
@@ -228,6 +271,7 @@ impl Progress {
         }
         if let Some(multi) = &self.inner.multi {
             let _ = multi.clear();
+            *on_screen() = None;
         }
     }
 
