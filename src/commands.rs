@@ -121,9 +121,7 @@ pub async fn check_config(config: Config) -> u8 {
         config.instances.len(),
         config.download_dir.display()
     );
-    for w in &config.warnings {
-        crate::outln!("warning: {}", w.located(&config.source));
-    }
+    // The warnings were logged when the config was loaded.
     let config = Arc::new(config);
     let ctx = match app::build_context(
         config.clone(),
