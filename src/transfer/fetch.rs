@@ -4,10 +4,12 @@
 //! Each request is checked strictly before a byte of its body is kept: a
 //! ranged request must get 206 with a `Content-Range` that starts where we
 //! asked and names the announced size; ETag and COS CRC must match what the
-//! earlier responses (or the sidecar) said. The body is collected into
-//! batches of `buffer_size` bytes that a blocking job writes with `pwrite`
-//! while the next batch fills (and, for a fresh single stream, a second job
-//! hashes), so the async loop only moves `Bytes` handles.
+//! earlier responses (or the sidecar) said. The body's `Bytes` are collected
+//! into batches of `buffer_size` bytes (never copied) that are queued, a
+//! few deep, to the stream's writer: a blocking worker that hashes them (for
+//! a fresh single stream) and writes them with `pwrite`. Receiving overlaps
+//! hashing and writing, and bytes held in memory stay within the
+//! process-wide `buffer_budget`.
 
 use std::os::unix::fs::FileExt as _;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_RANGE, ETAG, IF_MATCH, RANGE, RETRY_AFTER};
 use reqwest::Response;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -24,7 +27,7 @@ use super::events::{Emitter, ProgressEvent, RestartReason};
 use super::ledger::ObjectId;
 use super::range::{check_partial, parse_content_range, range_header, ContentRange};
 use super::url::LeaseError;
-use super::PassCtx;
+use super::{PassCtx, BUDGET_UNIT};
 use crate::verify::crc64;
 use crate::verify::FileDigest;
 
@@ -44,10 +47,55 @@ pub(crate) enum StreamEnd {
     Cancelled,
 }
 
-/// The hashing lane of a fresh single stream: one job at a time, in order.
-struct HashLane {
-    digest: Option<FileDigest>,
-    inflight: Option<JoinHandle<FileDigest>>,
+/// Batches queued for a stream's writer beyond the one it is writing.
+const WRITER_QUEUE: usize = 2;
+
+/// Received bytes for `start..end`, in order, holding their share of the
+/// memory budget until they are written.
+struct Batch {
+    start: u64,
+    end: u64,
+    chunks: Vec<Bytes>,
+    _budget: Option<OwnedSemaphorePermit>,
+}
+
+/// The writer of one stream: a blocking worker fed through a bounded queue.
+/// It hashes (when the stream hashes inline) and `pwrite`s each batch,
+/// then records the progress; it returns the digest when the queue closes.
+struct Writer {
+    queue: mpsc::Sender<Batch>,
+    worker: JoinHandle<Result<Option<FileDigest>, TransferError>>,
+}
+
+impl Writer {
+    fn spawn(pass: &PassCtx, seg: usize, mut digest: Option<FileDigest>) -> Self {
+        let (queue, mut batches) = mpsc::channel::<Batch>(WRITER_QUEUE);
+        let (part, ledger, file) = (pass.part.clone(), pass.ledger.clone(), pass.file.clone());
+        let worker = tokio::task::spawn_blocking(move || {
+            while let Some(batch) = batches.blocking_recv() {
+                // Hash first: the write then copies from a warm cache.
+                if let Some(d) = digest.as_mut() {
+                    for chunk in &batch.chunks {
+                        d.update(chunk);
+                    }
+                }
+                let mut offset = batch.start;
+                for chunk in &batch.chunks {
+                    part.write_all_at(chunk, offset)
+                        .map_err(|e| ledger.io_error(false, "write", e))?;
+                    offset += chunk.len() as u64;
+                }
+                if ledger.advance(seg, batch.end) {
+                    ledger
+                        .save()
+                        .map_err(|e| ledger.io_error(true, "write sidecar", e))?;
+                }
+                file.reservation.consume(batch.end - batch.start);
+            }
+            Ok(digest)
+        });
+        Self { queue, worker }
+    }
 }
 
 /// One stream over `pos..end` of segment `seg`.
@@ -60,11 +108,15 @@ pub(crate) struct Stream {
     /// An empty file still needs one request to prove the URL and object.
     needs_request: bool,
     emitter: Emitter,
+    /// Received bytes not yet handed to the writer, where they start, how
+    /// many, and their share of the memory budget.
     batch: Vec<Bytes>,
     batch_start: u64,
     batch_len: usize,
-    write_inflight: Option<JoinHandle<Result<(), TransferError>>>,
-    hash: Option<HashLane>,
+    batch_budget: Option<OwnedSemaphorePermit>,
+    writer: Option<Writer>,
+    /// The digest of a stream hashed inline, while no writer holds it.
+    digest: Option<FileDigest>,
     attempts: u32,
     expired_streak: u32,
 }
@@ -87,11 +139,9 @@ impl Stream {
             batch: Vec::new(),
             batch_start: s.written,
             batch_len: 0,
-            write_inflight: None,
-            hash: inline_hash.then(|| HashLane {
-                digest: Some(FileDigest::new()),
-                inflight: None,
-            }),
+            batch_budget: None,
+            writer: None,
+            digest: inline_hash.then(FileDigest::new),
             attempts: 0,
             expired_streak: 0,
             pass,
@@ -377,6 +427,7 @@ impl Stream {
         let stall = tokio::time::sleep(idle);
         tokio::pin!(stall);
         let mut last_data = Instant::now();
+        let budget_cap = (pass.file.config.buffer_budget / BUDGET_UNIT).clamp(1, u32::MAX as usize);
         loop {
             let chunk = tokio::select! {
                 biased;
@@ -399,14 +450,38 @@ impl Stream {
             };
             match chunk {
                 Ok(Some(mut bytes)) => {
-                    last_data = Instant::now();
                     let room = body_end - self.pos;
                     let overflow = bytes.len() as u64 > room;
                     if overflow {
                         bytes.truncate(room as usize);
                     }
                     let n = bytes.len() as u64;
+                    // The memory budget: wait (not reading this socket)
+                    // until writers have given some back.
+                    let units = bytes.len().div_ceil(BUDGET_UNIT).min(budget_cap) as u32;
+                    let buffers = pass.file.buffers.clone();
+                    let permit = match buffers.clone().try_acquire_many_owned(units) {
+                        Ok(p) => p,
+                        Err(_) => {
+                            // Hand over what this stream holds first, so
+                            // that waiting never holds back the budget.
+                            self.flush().await?;
+                            tokio::select! {
+                                biased;
+                                _ = &mut cancelled => return Err(Attempt::Cancelled),
+                                p = buffers.acquire_many_owned(units) => {
+                                    p.map_err(|_| Attempt::Cancelled)?
+                                }
+                            }
+                        }
+                    };
+                    match self.batch_budget.as_mut() {
+                        Some(held) => held.merge(permit),
+                        None => self.batch_budget = Some(permit),
+                    }
                     self.push(bytes).await?;
+                    // Waiting on our own writers is not a stall.
+                    last_data = Instant::now();
                     if let Some(limiter) = &limiter {
                         tokio::select! {
                             biased;
@@ -448,7 +523,7 @@ impl Stream {
         }
     }
 
-    /// Add received bytes to the batch; write the batch when full.
+    /// Add received bytes to the batch; queue the batch when full.
     async fn push(&mut self, bytes: Bytes) -> Result<(), Attempt> {
         if bytes.is_empty() {
             return Ok(());
@@ -465,80 +540,59 @@ impl Stream {
         Ok(())
     }
 
-    /// Hand the batch to a blocking write job (after the previous one ended)
-    /// and, with inline hashing, to the hash job.
+    /// Queue the batch for the writer (started on first use); waits only
+    /// when the writer is `WRITER_QUEUE` batches behind.
     async fn flush(&mut self) -> Result<(), Attempt> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let pass = self.pass.clone();
-        self.wait_write().await.map_err(Attempt::Fatal)?;
-        let batch = Arc::new(std::mem::take(&mut self.batch));
-        let (start, end) = (self.batch_start, self.pos);
+        let batch = Batch {
+            start: self.batch_start,
+            end: self.pos,
+            chunks: std::mem::take(&mut self.batch),
+            _budget: self.batch_budget.take(),
+        };
         self.batch_len = 0;
-        let (part, ledger, seg) = (pass.part.clone(), pass.ledger.clone(), self.seg);
-        let for_write = batch.clone();
-        self.write_inflight = Some(tokio::task::spawn_blocking(move || {
-            let mut offset = start;
-            for b in for_write.iter() {
-                part.write_all_at(b, offset)
-                    .map_err(|e| ledger.io_error(false, "write", e))?;
-                offset += b.len() as u64;
-            }
-            if ledger.advance(seg, end) {
-                ledger
-                    .save()
-                    .map_err(|e| ledger.io_error(true, "write sidecar", e))?;
-            }
-            Ok(())
-        }));
-        if let Some(lane) = self.hash.as_mut() {
-            if let Some(job) = lane.inflight.take() {
-                let digest = job
-                    .await
-                    .map_err(|e| Attempt::Fatal(pass.file.join_error(e)))?;
-                lane.digest = Some(digest);
-            }
-            let mut digest = lane.digest.take().unwrap_or_default();
-            lane.inflight = Some(tokio::task::spawn_blocking(move || {
-                for b in batch.iter() {
-                    digest.update(b);
-                }
-                digest
+        if self.writer.is_none() {
+            self.writer = Some(Writer::spawn(&self.pass, self.seg, self.digest.take()));
+        }
+        let sent = match &self.writer {
+            Some(w) => w.queue.send(batch).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            // The worker stopped early: it failed; report why.
+            return Err(Attempt::Fatal(match self.finish_writer().await {
+                Err(e) => e,
+                Ok(()) => self.pass.file.join_error_text("writer stopped"),
             }));
         }
-        pass.file.reservation.consume(end - start);
         Ok(())
     }
 
-    async fn wait_write(&mut self) -> Result<(), TransferError> {
-        match self.write_inflight.take() {
-            Some(job) => job.await.map_err(|e| self.pass.file.join_error(e))?,
-            None => Ok(()),
+    /// Close the writer's queue and wait until everything queued is written.
+    async fn finish_writer(&mut self) -> Result<(), TransferError> {
+        if let Some(Writer { queue, worker }) = self.writer.take() {
+            drop(queue);
+            let digest = worker.await.map_err(|e| self.pass.file.join_error(e))??;
+            if digest.is_some() {
+                self.digest = digest;
+            }
         }
+        Ok(())
     }
 
-    /// Wait for the jobs in flight; returns the inline digest.
+    /// Write what is left; returns the inline digest.
     async fn drain(&mut self) -> Result<Option<FileDigest>, TransferError> {
         let flushed = match self.flush().await {
             Ok(()) => Ok(()),
             Err(Attempt::Fatal(e)) => Err(e),
             Err(_) => Ok(()),
         };
-        let written = self.wait_write().await;
-        let pass = self.pass.clone();
-        let digest = match self.hash.as_mut() {
-            Some(lane) => {
-                if let Some(job) = lane.inflight.take() {
-                    lane.digest = Some(job.await.map_err(|e| pass.file.join_error(e))?);
-                }
-                lane.digest.take()
-            }
-            None => None,
-        };
+        let written = self.finish_writer().await;
         flushed?;
         written?;
-        Ok(digest)
+        Ok(self.digest.take())
     }
 
     /// Read a COS XML error body (bounded) and pick `Code` and `Message`.

@@ -119,10 +119,14 @@ impl std::fmt::Debug for FileJob {
 /// Tuning of the transfer engine. `Default` gives the production values.
 #[derive(Debug, Clone)]
 pub struct TransferConfig {
-    /// Parallel ranges for a large file.
+    /// Connections for one large file.
     pub segments: usize,
-    /// Files of at least this many bytes are fetched in `segments` ranges.
+    /// Files of at least this many bytes are fetched over `segments`
+    /// connections.
     pub segment_threshold: u64,
+    /// A large file is cut into pieces of about this size (at least
+    /// `segments` of them), fetched in file order by the connections.
+    pub piece_size: u64,
     /// Files in flight at once.
     pub max_files: usize,
     /// HTTP connections in flight at once, over all files.
@@ -141,12 +145,20 @@ pub struct TransferConfig {
     pub allow_http: bool,
     /// Process-wide bandwidth cap in bytes per second.
     pub bandwidth_limit: Option<NonZeroU64>,
-    /// Record written offsets in the sidecar (and fsync) every this many bytes.
+    /// Record written offsets in the sidecar every this many bytes: what a
+    /// killed process fetches again at most, per stream.
     pub checkpoint_bytes: u64,
-    /// fsync at least this often while bytes arrive.
+    /// fsync (in the background) every this many bytes...
+    pub sync_bytes: u64,
+    /// ...or this often while bytes arrive. Only fsynced bytes are trusted
+    /// after a power loss or kernel crash.
     pub sync_interval: Duration,
     /// Bytes collected per write job.
     pub buffer_size: usize,
+    /// Memory for received bytes not yet written, over all streams of the
+    /// process. A stream that finds it spent stops reading (TCP pushes back)
+    /// until writers catch up.
+    pub buffer_budget: usize,
     /// Restarts from byte 0 (object replaced, range ignored) before giving up.
     pub max_restarts: u32,
     /// Consecutive "URL expired" answers (fresh URLs each time) before giving up.
@@ -158,6 +170,7 @@ impl Default for TransferConfig {
         Self {
             segments: 4,
             segment_threshold: 64 * 1024 * 1024,
+            piece_size: 32 * 1024 * 1024,
             max_files: 4,
             max_connections: 16,
             free_space_margin: 256 * 1024 * 1024,
@@ -168,8 +181,10 @@ impl Default for TransferConfig {
             allow_http: false,
             bandwidth_limit: None,
             checkpoint_bytes: 8 * 1024 * 1024,
+            sync_bytes: 128 * 1024 * 1024,
             sync_interval: Duration::from_secs(1),
             buffer_size: 256 * 1024,
+            buffer_budget: 16 * 1024 * 1024,
             max_restarts: 3,
             max_url_refreshes: 3,
         }
@@ -237,6 +252,7 @@ pub struct Downloader {
     config: Arc<TransferConfig>,
     files: Arc<Semaphore>,
     connections: Arc<Semaphore>,
+    buffers: Arc<Semaphore>,
     limiter: Option<Arc<BandwidthLimiter>>,
     clock: Arc<dyn Clock>,
     backoff: Arc<Backoff>,
@@ -251,6 +267,9 @@ impl std::fmt::Debug for Downloader {
     }
 }
 
+/// The memory budget is counted in KiB.
+pub(crate) const BUDGET_UNIT: usize = 1024;
+
 /// What one `fetch` call shares between its passes and streams.
 pub(crate) struct FileCtx {
     file: Arc<FileRef>,
@@ -262,6 +281,8 @@ pub(crate) struct FileCtx {
     backoff: Arc<Backoff>,
     limiter: Option<Arc<BandwidthLimiter>>,
     connections: Arc<Semaphore>,
+    /// The memory budget, in [`BUDGET_UNIT`]s.
+    buffers: Arc<Semaphore>,
     reservation: Reservation,
     progress: mpsc::Sender<ProgressEvent>,
     cancel: CancellationToken,
@@ -282,6 +303,14 @@ impl FileCtx {
             path: self.paths.part.clone(),
             action: "run worker task",
             source: std::io::Error::other(e.to_string()),
+        }
+    }
+
+    fn join_error_text(&self, what: &str) -> TransferError {
+        TransferError::Io {
+            path: self.paths.part.clone(),
+            action: "run worker task",
+            source: std::io::Error::other(what.to_owned()),
         }
     }
 
@@ -317,9 +346,18 @@ struct Plan {
 }
 
 impl Plan {
-    fn fresh(size: u64, segments: usize) -> Self {
+    /// Start over: one segment, or pieces for a segmented download.
+    fn fresh(size: u64, segmented: bool, config: &TransferConfig) -> Self {
+        let pieces = if segmented {
+            let by_size = size.div_ceil(config.piece_size.max(1));
+            usize::try_from(by_size)
+                .unwrap_or(usize::MAX)
+                .max(config.segments)
+        } else {
+            1
+        };
         Self {
-            segments: sidecar::split(size, segments),
+            segments: sidecar::split(size, pieces),
             object: ObjectId::default(),
             fresh: true,
             from_disk: false,
@@ -363,6 +401,9 @@ impl Downloader {
             client,
             files: Arc::new(Semaphore::new(config.max_files.max(1))),
             connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
+            buffers: Arc::new(Semaphore::new(
+                (config.buffer_budget / BUDGET_UNIT).clamp(1, u32::MAX as usize),
+            )),
             limiter,
             clock,
             backoff: Arc::new(Backoff::new(config.retry.clone())),
@@ -435,13 +476,16 @@ impl Downloader {
         }
 
         let mut emitter = Emitter::new(progress.clone(), file.clone());
-        emitter
-            .send(ProgressEvent::Started {
+        // A consumer that stopped reading must not keep a cancelled fetch.
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(cancelled()),
+            _ = emitter.send(ProgressEvent::Started {
                 file: file.clone(),
                 total: size,
                 resumed_from,
-            })
-            .await;
+            }) => {}
+        }
         let ctx = Arc::new(FileCtx {
             file: file.clone(),
             size,
@@ -457,6 +501,7 @@ impl Downloader {
             backoff: self.backoff.clone(),
             limiter: self.limiter.clone(),
             connections: self.connections.clone(),
+            buffers: self.buffers.clone(),
             reservation,
             progress,
             cancel,
@@ -500,10 +545,15 @@ impl Downloader {
             }
             let segmented = carried.is_none()
                 && !ctx.ranges_ignored.load(Ordering::Relaxed)
-                && size >= self.config.segment_threshold;
-            plan = Plan::fresh(size, if segmented { self.config.segments } else { 1 });
+                && size >= self.config.segment_threshold
+                && self.config.segments > 1;
+            plan = Plan::fresh(size, segmented, &self.config);
         };
-        emitter.finish().await;
+        tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => {}
+            _ = emitter.finish() => {}
+        }
         Ok(FetchedFile {
             path: paths.part,
             sidecar: paths.sidecar,
@@ -559,22 +609,18 @@ fn plan_file(
 ) -> std::io::Result<Plan> {
     std::fs::create_dir_all(&job.partial_dir)?;
     let size = job.expected_size;
-    let fresh_segments = if size >= config.segment_threshold {
-        config.segments
-    } else {
-        1
-    };
+    let segmented = size >= config.segment_threshold && config.segments > 1;
     let Some(state) = sidecar::load(&paths.sidecar)? else {
-        return Ok(Plan::fresh(size, fresh_segments));
+        return Ok(Plan::fresh(size, segmented, config));
     };
     if let Err(why) = state.check(&job.backup_id, &job.file_name, size) {
         tracing::info!(path = %paths.sidecar.display(), %why, "not resuming");
-        return Ok(Plan::fresh(size, fresh_segments));
+        return Ok(Plan::fresh(size, segmented, config));
     }
     let part_len = match std::fs::metadata(&paths.part) {
         Ok(m) => m.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Plan::fresh(size, fresh_segments))
+            return Ok(Plan::fresh(size, segmented, config))
         }
         Err(e) => return Err(e),
     };
@@ -584,7 +630,7 @@ fn plan_file(
         only.written = only.written.min(part_len);
         only.synced = only.synced.min(only.written);
     } else if part_len != size {
-        return Ok(Plan::fresh(size, fresh_segments));
+        return Ok(Plan::fresh(size, segmented, config));
     }
     let present = sidecar::Sidecar::present(&segments);
     Ok(Plan {
@@ -598,8 +644,8 @@ fn plan_file(
     })
 }
 
-/// Open the part file for a pass: truncate and preallocate a fresh one, cut
-/// a resumed single stream back to its trusted length.
+/// Open the part file for a pass: truncate a fresh one, and give it its
+/// full size with the blocks allocated up front.
 fn open_part(part: &Path, plan: &Plan, size: u64) -> std::io::Result<std::fs::File> {
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -609,17 +655,17 @@ fn open_part(part: &Path, plan: &Plan, size: u64) -> std::io::Result<std::fs::Fi
         .open(part)?;
     if plan.fresh {
         f.set_len(0)?;
-        if plan.segments.len() > 1 {
-            // Reserve the blocks now: no ENOSPC half-way, no fragmentation.
-            // Where fallocate is unsupported a sparse file does.
-            match fs4::fs_std::FileExt::allocate(&f, size) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return Err(e),
-                Err(_) => f.set_len(size)?,
-            }
+    }
+    // Allocating now means no ENOSPC half-way, no fragmentation, and much
+    // cheaper writes than delayed allocation page by page. Bytes past the
+    // trusted offsets of a resumed file are simply overwritten. Where
+    // fallocate is unsupported a sparse file does.
+    if size > 0 {
+        match fs4::fs_std::FileExt::allocate(&f, size) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return Err(e),
+            Err(_) => f.set_len(size)?,
         }
-    } else if let [only] = plan.segments.as_slice() {
-        f.set_len(only.written)?;
     }
     Ok(f)
 }
@@ -646,7 +692,7 @@ async fn run_pass(
         size,
         plan.segments.clone(),
         plan.object.clone(),
-        ctx.config.checkpoint_bytes,
+        &ctx.config,
     );
     {
         let ledger = ledger.clone();
@@ -679,7 +725,9 @@ async fn run_pass(
     ));
 
     let result = if segmented {
-        segmented::run(pass.clone()).await.map(|()| None)
+        segmented::run(pass.clone(), ctx.config.segments)
+            .await
+            .map(|()| None)
     } else {
         let connections = ctx.connections.clone();
         let permit = tokio::select! {
