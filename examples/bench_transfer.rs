@@ -56,8 +56,8 @@ enum Command {
         /// fsync interval in MiB (engine default 128).
         #[arg(long, default_value_t = 128)]
         sync_mib: u64,
-        /// Bytes per write job in KiB (engine default 256).
-        #[arg(long, default_value_t = 256)]
+        /// Receive buffer size in KiB (engine default 512).
+        #[arg(long, default_value_t = 512)]
         buffer_kib: usize,
         /// Memory for received bytes not yet written, in MiB (engine default 16).
         #[arg(long, default_value_t = 16)]

@@ -4,30 +4,31 @@
 //! Each request is checked strictly before a byte of its body is kept: a
 //! ranged request must get 206 with a `Content-Range` that starts where we
 //! asked and names the announced size; ETag and COS CRC must match what the
-//! earlier responses (or the sidecar) said. The body's `Bytes` are collected
-//! into batches of `buffer_size` bytes (never copied) that are queued, a
-//! few deep, to the stream's writer: a blocking worker that hashes them (for
-//! a fresh single stream) and writes them with `pwrite`. Receiving overlaps
-//! hashing and writing, and bytes held in memory stay within the
-//! process-wide `buffer_budget`.
+//! earlier responses (or the sidecar) said. The body is copied into pool
+//! buffers of `buffer_size` bytes (see [`super::pool`]), and the chunk is
+//! let go at once so the HTTP client reuses its read buffer. Full buffers
+//! are queued, a few deep, to the stream's writer, a blocking worker that
+//! hashes them (for a fresh single stream) and writes each with one
+//! `pwrite`: receiving overlaps hashing and writing, and memory stays
+//! within the budget.
 
 use std::os::unix::fs::FileExt as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_RANGE, ETAG, IF_MATCH, RANGE, RETRY_AFTER};
 use reqwest::Response;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::error::{describe, Attempt, TransferError};
 use super::events::{Emitter, ProgressEvent, RestartReason};
 use super::ledger::ObjectId;
+use super::pool::PoolBuf;
 use super::range::{check_partial, parse_content_range, range_header, ContentRange};
 use super::url::LeaseError;
-use super::{PassCtx, BUDGET_UNIT};
+use super::PassCtx;
 use crate::verify::crc64;
 use crate::verify::FileDigest;
 
@@ -50,18 +51,18 @@ pub(crate) enum StreamEnd {
 /// Batches queued for a stream's writer beyond the one it is writing.
 const WRITER_QUEUE: usize = 2;
 
-/// Received bytes for `start..end`, in order, holding their share of the
-/// memory budget until they are written.
+/// Received bytes for `start..end` in a pool buffer (back to the pool once
+/// written).
 struct Batch {
     start: u64,
     end: u64,
-    chunks: Vec<Bytes>,
-    _budget: Option<OwnedSemaphorePermit>,
+    buf: PoolBuf,
 }
 
 /// The writer of one stream: a blocking worker fed through a bounded queue.
-/// It hashes (when the stream hashes inline) and `pwrite`s each batch,
-/// then records the progress; it returns the digest when the queue closes.
+/// It hashes each batch (when the stream hashes inline), `pwrite`s it and
+/// records the progress, then gives the buffer back to the pool; it returns
+/// the digest when the queue closes.
 struct Writer {
     queue: mpsc::Sender<Batch>,
     worker: JoinHandle<Result<Option<FileDigest>, TransferError>>,
@@ -75,16 +76,10 @@ impl Writer {
             while let Some(batch) = batches.blocking_recv() {
                 // Hash first: the write then copies from a warm cache.
                 if let Some(d) = digest.as_mut() {
-                    for chunk in &batch.chunks {
-                        d.update(chunk);
-                    }
+                    d.update(batch.buf.filled());
                 }
-                let mut offset = batch.start;
-                for chunk in &batch.chunks {
-                    part.write_all_at(chunk, offset)
-                        .map_err(|e| ledger.io_error(false, "write", e))?;
-                    offset += chunk.len() as u64;
-                }
+                part.write_all_at(batch.buf.filled(), batch.start)
+                    .map_err(|e| ledger.io_error(false, "write", e))?;
                 if ledger.advance(seg, batch.end) {
                     ledger
                         .save()
@@ -108,12 +103,9 @@ pub(crate) struct Stream {
     /// An empty file still needs one request to prove the URL and object.
     needs_request: bool,
     emitter: Emitter,
-    /// Received bytes not yet handed to the writer, where they start, how
-    /// many, and their share of the memory budget.
-    batch: Vec<Bytes>,
+    /// The pool buffer being filled, and where its bytes start.
+    batch: Option<PoolBuf>,
     batch_start: u64,
-    batch_len: usize,
-    batch_budget: Option<OwnedSemaphorePermit>,
     writer: Option<Writer>,
     /// The digest of a stream hashed inline, while no writer holds it.
     digest: Option<FileDigest>,
@@ -136,10 +128,8 @@ impl Stream {
             segmented,
             needs_request: s.end == 0,
             emitter,
-            batch: Vec::new(),
+            batch: None,
             batch_start: s.written,
-            batch_len: 0,
-            batch_budget: None,
             writer: None,
             digest: inline_hash.then(FileDigest::new),
             attempts: 0,
@@ -427,7 +417,6 @@ impl Stream {
         let stall = tokio::time::sleep(idle);
         tokio::pin!(stall);
         let mut last_data = Instant::now();
-        let budget_cap = (pass.file.config.buffer_budget / BUDGET_UNIT).clamp(1, u32::MAX as usize);
         loop {
             let chunk = tokio::select! {
                 biased;
@@ -449,37 +438,37 @@ impl Stream {
                 }
             };
             match chunk {
-                Ok(Some(mut bytes)) => {
+                Ok(Some(bytes)) => {
                     let room = body_end - self.pos;
                     let overflow = bytes.len() as u64 > room;
-                    if overflow {
-                        bytes.truncate(room as usize);
-                    }
-                    let n = bytes.len() as u64;
-                    // The memory budget: wait (not reading this socket)
-                    // until writers have given some back.
-                    let units = bytes.len().div_ceil(BUDGET_UNIT).min(budget_cap) as u32;
-                    let buffers = pass.file.buffers.clone();
-                    let permit = match buffers.clone().try_acquire_many_owned(units) {
-                        Ok(p) => p,
-                        Err(_) => {
-                            // Hand over what this stream holds first, so
-                            // that waiting never holds back the budget.
-                            self.flush().await?;
-                            tokio::select! {
-                                biased;
-                                _ = &mut cancelled => return Err(Attempt::Cancelled),
-                                p = buffers.acquire_many_owned(units) => {
-                                    p.map_err(|_| Attempt::Cancelled)?
-                                }
+                    let mut data = &bytes[..bytes.len().min(room as usize)];
+                    let n = data.len() as u64;
+                    while !data.is_empty() {
+                        let mut buf = match self.batch.take() {
+                            Some(buf) => buf,
+                            None => {
+                                // The memory budget: wait (not reading this
+                                // socket) until a writer hands a buffer back.
+                                let buf = tokio::select! {
+                                    biased;
+                                    _ = &mut cancelled => return Err(Attempt::Cancelled),
+                                    b = pass.file.buffers.take() => {
+                                        b.map_err(|_| Attempt::Cancelled)?
+                                    }
+                                };
+                                self.batch_start = self.pos;
+                                buf
                             }
+                        };
+                        let taken = buf.fill(data);
+                        data = &data[taken..];
+                        self.pos += taken as u64;
+                        let full = buf.is_full();
+                        self.batch = Some(buf);
+                        if full {
+                            self.flush().await?;
                         }
-                    };
-                    match self.batch_budget.as_mut() {
-                        Some(held) => held.merge(permit),
-                        None => self.batch_budget = Some(permit),
                     }
-                    self.push(bytes).await?;
                     // Waiting on our own writers is not a stall.
                     last_data = Instant::now();
                     if let Some(limiter) = &limiter {
@@ -523,36 +512,20 @@ impl Stream {
         }
     }
 
-    /// Add received bytes to the batch; queue the batch when full.
-    async fn push(&mut self, bytes: Bytes) -> Result<(), Attempt> {
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        if self.batch.is_empty() {
-            self.batch_start = self.pos;
-        }
-        self.pos += bytes.len() as u64;
-        self.batch_len += bytes.len();
-        self.batch.push(bytes);
-        if self.batch_len >= self.pass.file.config.buffer_size {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// Queue the batch for the writer (started on first use); waits only
-    /// when the writer is `WRITER_QUEUE` batches behind.
+    /// Queue the filled buffer for the writer (started on first use);
+    /// waits only when the writer is `WRITER_QUEUE` batches behind.
     async fn flush(&mut self) -> Result<(), Attempt> {
-        if self.batch.is_empty() {
+        let Some(buf) = self.batch.take() else {
+            return Ok(());
+        };
+        if buf.is_empty() {
             return Ok(());
         }
         let batch = Batch {
             start: self.batch_start,
             end: self.pos,
-            chunks: std::mem::take(&mut self.batch),
-            _budget: self.batch_budget.take(),
+            buf,
         };
-        self.batch_len = 0;
         if self.writer.is_none() {
             self.writer = Some(Writer::spawn(&self.pass, self.seg, self.digest.take()));
         }

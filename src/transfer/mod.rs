@@ -37,6 +37,7 @@ pub mod events;
 mod fetch;
 mod ledger;
 pub mod limiter;
+mod pool;
 pub mod range;
 pub mod retry;
 mod segmented;
@@ -66,6 +67,7 @@ use crate::verify::Digests;
 use events::Emitter;
 use fetch::{Stream, StreamEnd};
 use ledger::{Ledger, ObjectId};
+use pool::BufferPool;
 use retry::Backoff;
 use sidecar::SegmentState;
 use space::{Reservation, SpaceLedger};
@@ -153,11 +155,11 @@ pub struct TransferConfig {
     /// ...or this often while bytes arrive. Only fsynced bytes are trusted
     /// after a power loss or kernel crash.
     pub sync_interval: Duration,
-    /// Bytes collected per write job.
+    /// Bytes per receive buffer (one `pwrite` each).
     pub buffer_size: usize,
     /// Memory for received bytes not yet written, over all streams of the
-    /// process. A stream that finds it spent stops reading (TCP pushes back)
-    /// until writers catch up.
+    /// process, in `buffer_size` buffers. A stream that finds it spent stops
+    /// reading (TCP pushes back) until a writer gives a buffer back.
     pub buffer_budget: usize,
     /// Restarts from byte 0 (object replaced, range ignored) before giving up.
     pub max_restarts: u32,
@@ -183,7 +185,7 @@ impl Default for TransferConfig {
             checkpoint_bytes: 8 * 1024 * 1024,
             sync_bytes: 128 * 1024 * 1024,
             sync_interval: Duration::from_secs(1),
-            buffer_size: 256 * 1024,
+            buffer_size: 512 * 1024,
             buffer_budget: 16 * 1024 * 1024,
             max_restarts: 3,
             max_url_refreshes: 3,
@@ -252,7 +254,7 @@ pub struct Downloader {
     config: Arc<TransferConfig>,
     files: Arc<Semaphore>,
     connections: Arc<Semaphore>,
-    buffers: Arc<Semaphore>,
+    buffers: Arc<BufferPool>,
     limiter: Option<Arc<BandwidthLimiter>>,
     clock: Arc<dyn Clock>,
     backoff: Arc<Backoff>,
@@ -267,9 +269,6 @@ impl std::fmt::Debug for Downloader {
     }
 }
 
-/// The memory budget is counted in KiB.
-pub(crate) const BUDGET_UNIT: usize = 1024;
-
 /// What one `fetch` call shares between its passes and streams.
 pub(crate) struct FileCtx {
     file: Arc<FileRef>,
@@ -281,8 +280,8 @@ pub(crate) struct FileCtx {
     backoff: Arc<Backoff>,
     limiter: Option<Arc<BandwidthLimiter>>,
     connections: Arc<Semaphore>,
-    /// The memory budget, in [`BUDGET_UNIT`]s.
-    buffers: Arc<Semaphore>,
+    /// The receive buffers (the memory budget).
+    buffers: Arc<BufferPool>,
     reservation: Reservation,
     progress: mpsc::Sender<ProgressEvent>,
     cancel: CancellationToken,
@@ -401,9 +400,7 @@ impl Downloader {
             client,
             files: Arc::new(Semaphore::new(config.max_files.max(1))),
             connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
-            buffers: Arc::new(Semaphore::new(
-                (config.buffer_budget / BUDGET_UNIT).clamp(1, u32::MAX as usize),
-            )),
+            buffers: BufferPool::new(config.buffer_budget, config.buffer_size),
             limiter,
             clock,
             backoff: Arc::new(Backoff::new(config.retry.clone())),
