@@ -12,9 +12,9 @@
 //! How a file is fetched:
 //! - **Plan**: a valid sidecar for the same backup, name and size means
 //!   resume from its trusted offsets (see [`sidecar`]); anything else means
-//!   start over. Files of at least `segment_threshold` bytes are fetched as
-//!   `segments` parallel ranges into a preallocated file, smaller ones as one
-//!   stream.
+//!   start over. The part file is allocated at full size up front. Files of
+//!   at least `segment_threshold` bytes are cut into pieces that `segments`
+//!   connections take in file order; smaller ones are one stream.
 //! - **Free space** is checked before the first byte, against what other
 //!   files in flight still have to write.
 //! - **Each response is checked** before its body is kept (strict 206 and
@@ -25,12 +25,19 @@
 //!   from the current offset with jittered backoff; an expired URL is
 //!   renewed and the transfer continues from the same offset.
 //! - **Durability**: the sidecar records written offsets every
-//!   `checkpoint_bytes` and fsynced offsets after each background fsync;
-//!   a killed process re-fetches at most about `checkpoint_bytes` per stream.
-//! - **Hashing**: a fresh single stream hashes the batches as it writes
-//!   them; resumed and segmented files are hashed by a reader that trails
-//!   the writers through the page cache, so no pass over the file remains
-//!   when the last byte lands.
+//!   `checkpoint_bytes` (what a killed process fetches again at most) and
+//!   fsynced offsets after each background fsync (`sync_bytes` or
+//!   `sync_interval`; what survives a power loss).
+//! - **Memory**: received bytes wait in a process-wide pool of
+//!   `buffer_size` buffers (`buffer_budget` in all); a stream that finds it
+//!   empty stops reading until a writer gives a buffer back.
+//! - **Hashing**: a fresh single stream hashes each buffer just before it
+//!   is written; resumed and segmented files are hashed by a reader that
+//!   trails the writers through the page cache, so almost nothing is left
+//!   to hash when the last byte lands.
+//! - **A bad resume heals itself**: when bytes kept from an earlier run do
+//!   not add up to the CRC COS announced, the file is fetched once more
+//!   from byte 0.
 
 mod error;
 pub mod events;
