@@ -176,11 +176,15 @@ async fn fetch_all(
     (result, collector.await.unwrap())
 }
 
+/// How long the stall tests wait for a byte: long enough that a loaded
+/// machine never looks stalled, short enough to keep the tests quick.
+const STALL: Duration = Duration::from_secs(2);
+
 /// For runs that are stopped at a stall: a short idle timeout, and a
 /// backoff so long that the cancellation always comes first.
 fn stop_at_stall(base: TransferConfig) -> TransferConfig {
     TransferConfig {
-        idle_timeout: Duration::from_millis(300),
+        idle_timeout: STALL,
         retry: RetryPolicy {
             base: Duration::from_secs(60),
             cap: Duration::from_secs(60),
@@ -214,6 +218,34 @@ async fn fetch_until_retries(
     };
     let (r, ()) = tokio::join!(run, watcher);
     r
+}
+
+/// The written offsets the sidecar of `key` records, per segment.
+fn sidecar_written(srv: &Server, key: &str) -> Vec<u64> {
+    let path = srv
+        .dir
+        .path()
+        .join(".partial")
+        .join(format!("{key}.part.json"));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    json["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["written"].as_u64().unwrap())
+        .collect()
+}
+
+/// How many leading bytes of the (preallocated) part file already hold the
+/// object's content.
+fn written_prefix(srv: &Server, key: &str, want: &[u8]) -> u64 {
+    let on_disk = std::fs::read(srv.part(key)).unwrap();
+    let same = on_disk
+        .chunks(4096)
+        .zip(want.chunks(4096))
+        .take_while(|(a, b)| a == b)
+        .count();
+    (same * 4096).min(want.len()) as u64
 }
 
 fn bytes_reported(events: &[ProgressEvent]) -> u64 {
@@ -331,6 +363,50 @@ async fn segmented_download_uses_exact_ranges() {
     assert_eq!(stats.ranges()[0].as_deref(), Some(want[0].as_str()));
     assert_eq!(stats.bytes_served, size);
     assert_eq!(bytes_reported(&events), size);
+}
+
+#[tokio::test]
+async fn pieces_are_taken_in_order_within_a_tiny_memory_budget() {
+    let srv = Server::start().await;
+    let size = 8 * MIB + 5;
+    srv.put_generated("p.tar", 30, size);
+    let dl = downloader(
+        TransferConfig {
+            piece_size: MIB,
+            // Less than one buffer per stream: streams wait on each other.
+            buffer_budget: 64 * 1024,
+            ..segmented(2)
+        },
+        &srv.clock,
+    );
+    let (r, _) = fetch_all(&dl, srv.job("p.tar", size, srv.minter("p.tar", 3600))).await;
+    assert_fetched(&r.unwrap(), &generated(30, size));
+    let stats = srv.store.stats("p.tar");
+    assert_eq!(stats.statuses(), [206; 9]);
+    assert_eq!(stats.bytes_served, size);
+    let starts: Vec<u64> = stats
+        .ranges()
+        .iter()
+        .map(|r| {
+            let r = r.as_deref().unwrap();
+            r["bytes=".len()..r.find('-').unwrap()].parse().unwrap()
+        })
+        .collect();
+    assert_eq!(starts[0], 0, "the first piece goes first");
+    let mut sorted = starts.clone();
+    sorted.sort_unstable();
+    let want: Vec<u64> = (0..9u64)
+        .map(|i| size / 9 * i + (size % 9).min(i))
+        .collect();
+    assert_eq!(sorted, want);
+    // Handed out in order: no piece starts before both earlier ones did.
+    for (i, s) in starts.iter().enumerate() {
+        let rank = want.iter().position(|w| w == s).unwrap();
+        assert!(
+            rank <= i + 1,
+            "piece {rank} requested as number {i}: {starts:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -476,7 +552,7 @@ async fn a_shrunk_object_gives_416_and_a_size_error() {
     let first = fetch_until_retries(&dl, job, 1).await;
     srv.store.release_stalls();
     assert!(first.unwrap_err().is_cancelled());
-    assert_eq!(std::fs::metadata(srv.part("s.rdb")).unwrap().len(), 2 * MIB);
+    assert_eq!(sidecar_written(&srv, "s.rdb"), [2 * MIB]);
     // A server without ETags: nothing to send If-Match with.
     let sidecar_path = srv.dir.path().join(".partial/s.rdb.part.json");
     let mut sidecar: serde_json::Value =
@@ -642,7 +718,7 @@ async fn stalled_response_is_abandoned_and_resumed() {
     );
     let dl = downloader(
         TransferConfig {
-            idle_timeout: Duration::from_millis(300),
+            idle_timeout: STALL,
             ..config()
         },
         &srv.clock,
@@ -679,8 +755,9 @@ async fn cancelled_download_resumes_in_a_new_downloader() {
     let first = fetch_until_retries(&dl, job.clone(), 1).await;
     srv.store.release_stalls();
     assert!(first.unwrap_err().is_cancelled());
-    let kept = std::fs::metadata(srv.part("re.rdb")).unwrap().len();
+    let kept = sidecar_written(&srv, "re.rdb")[0];
     assert_eq!(kept, 6 * MIB);
+    assert_eq!(written_prefix(&srv, "re.rdb", &generated(15, size)), kept);
 
     // A new process: new downloader, same partial directory.
     let dl = downloader(config(), &srv.clock);
@@ -745,7 +822,7 @@ async fn killed_process_refetches_at_most_one_checkpoint() {
         .await
         .unwrap();
     srv.store.release_stalls();
-    let on_disk = std::fs::metadata(srv.part("k.rdb")).unwrap().len();
+    let on_disk = written_prefix(&srv, "k.rdb", &generated(16, size));
     assert!(on_disk >= 16 * MIB, "{on_disk}");
 
     let dl = downloader(config(), &srv.clock);
@@ -816,7 +893,11 @@ async fn wrong_size_fails_before_anything_is_kept() {
         } => assert_eq!((expected, actual), (2 * MIB + 1, 2 * MIB)),
         other => panic!("expected SizeMismatch, got {other}"),
     }
-    assert_eq!(std::fs::metadata(srv.part("w.rdb")).unwrap().len(), 0);
+    assert_eq!(sidecar_written(&srv, "w.rdb"), [0]);
+    assert!(std::fs::read(srv.part("w.rdb"))
+        .unwrap()
+        .iter()
+        .all(|b| *b == 0));
     assert_eq!(srv.store.stats("w.rdb").requests, 1);
 
     // Segmented: the first range's Content-Range total gives it away.
@@ -894,7 +975,7 @@ async fn corrupted_resumed_bytes_are_fetched_again_once() {
     // A bit flips in the kept part (a bad disk, a crash mid-write).
     let part = srv.part("h.rdb");
     let mut bytes = std::fs::read(&part).unwrap();
-    let kept = bytes.len() as u64;
+    let kept = sidecar_written(&srv, "h.rdb")[0];
     bytes[10] ^= 0x01;
     std::fs::write(&part, &bytes).unwrap();
 

@@ -4,24 +4,28 @@
 //! Each request is checked strictly before a byte of its body is kept: a
 //! ranged request must get 206 with a `Content-Range` that starts where we
 //! asked and names the announced size; ETag and COS CRC must match what the
-//! earlier responses (or the sidecar) said. The body is collected into
-//! batches of `buffer_size` bytes that a blocking job writes with `pwrite`
-//! while the next batch fills (and, for a fresh single stream, a second job
-//! hashes), so the async loop only moves `Bytes` handles.
+//! earlier responses (or the sidecar) said. The body is copied into pool
+//! buffers of `buffer_size` bytes (see [`super::pool`]), and the chunk is
+//! let go at once so the HTTP client reuses its read buffer. Full buffers
+//! are queued, a few deep, to the stream's writer, a blocking worker that
+//! hashes them (for a fresh single stream) and writes each with one
+//! `pwrite`: receiving overlaps hashing and writing, and memory stays
+//! within the budget.
 
 use std::os::unix::fs::FileExt as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_RANGE, ETAG, IF_MATCH, RANGE, RETRY_AFTER};
 use reqwest::Response;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::error::{describe, Attempt, TransferError};
 use super::events::{Emitter, ProgressEvent, RestartReason};
 use super::ledger::ObjectId;
+use super::pool::PoolBuf;
 use super::range::{check_partial, parse_content_range, range_header, ContentRange};
 use super::url::LeaseError;
 use super::PassCtx;
@@ -44,10 +48,49 @@ pub(crate) enum StreamEnd {
     Cancelled,
 }
 
-/// The hashing lane of a fresh single stream: one job at a time, in order.
-struct HashLane {
-    digest: Option<FileDigest>,
-    inflight: Option<JoinHandle<FileDigest>>,
+/// Batches queued for a stream's writer beyond the one it is writing.
+const WRITER_QUEUE: usize = 2;
+
+/// Received bytes for `start..end` in a pool buffer (back to the pool once
+/// written).
+struct Batch {
+    start: u64,
+    end: u64,
+    buf: PoolBuf,
+}
+
+/// The writer of one stream: a blocking worker fed through a bounded queue.
+/// It hashes each batch (when the stream hashes inline), `pwrite`s it and
+/// records the progress, then gives the buffer back to the pool; it returns
+/// the digest when the queue closes.
+struct Writer {
+    queue: mpsc::Sender<Batch>,
+    worker: JoinHandle<Result<Option<FileDigest>, TransferError>>,
+}
+
+impl Writer {
+    fn spawn(pass: &PassCtx, seg: usize, mut digest: Option<FileDigest>) -> Self {
+        let (queue, mut batches) = mpsc::channel::<Batch>(WRITER_QUEUE);
+        let (part, ledger, file) = (pass.part.clone(), pass.ledger.clone(), pass.file.clone());
+        let worker = tokio::task::spawn_blocking(move || {
+            while let Some(batch) = batches.blocking_recv() {
+                // Hash first: the write then copies from a warm cache.
+                if let Some(d) = digest.as_mut() {
+                    d.update(batch.buf.filled());
+                }
+                part.write_all_at(batch.buf.filled(), batch.start)
+                    .map_err(|e| ledger.io_error(false, "write", e))?;
+                if ledger.advance(seg, batch.end) {
+                    ledger
+                        .save()
+                        .map_err(|e| ledger.io_error(true, "write sidecar", e))?;
+                }
+                file.reservation.consume(batch.end - batch.start);
+            }
+            Ok(digest)
+        });
+        Self { queue, worker }
+    }
 }
 
 /// One stream over `pos..end` of segment `seg`.
@@ -60,11 +103,12 @@ pub(crate) struct Stream {
     /// An empty file still needs one request to prove the URL and object.
     needs_request: bool,
     emitter: Emitter,
-    batch: Vec<Bytes>,
+    /// The pool buffer being filled, and where its bytes start.
+    batch: Option<PoolBuf>,
     batch_start: u64,
-    batch_len: usize,
-    write_inflight: Option<JoinHandle<Result<(), TransferError>>>,
-    hash: Option<HashLane>,
+    writer: Option<Writer>,
+    /// The digest of a stream hashed inline, while no writer holds it.
+    digest: Option<FileDigest>,
     attempts: u32,
     expired_streak: u32,
 }
@@ -84,14 +128,10 @@ impl Stream {
             segmented,
             needs_request: s.end == 0,
             emitter,
-            batch: Vec::new(),
+            batch: None,
             batch_start: s.written,
-            batch_len: 0,
-            write_inflight: None,
-            hash: inline_hash.then(|| HashLane {
-                digest: Some(FileDigest::new()),
-                inflight: None,
-            }),
+            writer: None,
+            digest: inline_hash.then(FileDigest::new),
             attempts: 0,
             expired_streak: 0,
             pass,
@@ -398,15 +438,39 @@ impl Stream {
                 }
             };
             match chunk {
-                Ok(Some(mut bytes)) => {
-                    last_data = Instant::now();
+                Ok(Some(bytes)) => {
                     let room = body_end - self.pos;
                     let overflow = bytes.len() as u64 > room;
-                    if overflow {
-                        bytes.truncate(room as usize);
+                    let mut data = &bytes[..bytes.len().min(room as usize)];
+                    let n = data.len() as u64;
+                    while !data.is_empty() {
+                        let mut buf = match self.batch.take() {
+                            Some(buf) => buf,
+                            None => {
+                                // The memory budget: wait (not reading this
+                                // socket) until a writer hands a buffer back.
+                                let buf = tokio::select! {
+                                    biased;
+                                    _ = &mut cancelled => return Err(Attempt::Cancelled),
+                                    b = pass.file.buffers.take() => {
+                                        b.map_err(|_| Attempt::Cancelled)?
+                                    }
+                                };
+                                self.batch_start = self.pos;
+                                buf
+                            }
+                        };
+                        let taken = buf.fill(data);
+                        data = &data[taken..];
+                        self.pos += taken as u64;
+                        let full = buf.is_full();
+                        self.batch = Some(buf);
+                        if full {
+                            self.flush().await?;
+                        }
                     }
-                    let n = bytes.len() as u64;
-                    self.push(bytes).await?;
+                    // Waiting on our own writers is not a stall.
+                    last_data = Instant::now();
                     if let Some(limiter) = &limiter {
                         tokio::select! {
                             biased;
@@ -448,97 +512,60 @@ impl Stream {
         }
     }
 
-    /// Add received bytes to the batch; write the batch when full.
-    async fn push(&mut self, bytes: Bytes) -> Result<(), Attempt> {
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        if self.batch.is_empty() {
-            self.batch_start = self.pos;
-        }
-        self.pos += bytes.len() as u64;
-        self.batch_len += bytes.len();
-        self.batch.push(bytes);
-        if self.batch_len >= self.pass.file.config.buffer_size {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// Hand the batch to a blocking write job (after the previous one ended)
-    /// and, with inline hashing, to the hash job.
+    /// Queue the filled buffer for the writer (started on first use);
+    /// waits only when the writer is `WRITER_QUEUE` batches behind.
     async fn flush(&mut self) -> Result<(), Attempt> {
-        if self.batch.is_empty() {
+        let Some(buf) = self.batch.take() else {
+            return Ok(());
+        };
+        if buf.is_empty() {
             return Ok(());
         }
-        let pass = self.pass.clone();
-        self.wait_write().await.map_err(Attempt::Fatal)?;
-        let batch = Arc::new(std::mem::take(&mut self.batch));
-        let (start, end) = (self.batch_start, self.pos);
-        self.batch_len = 0;
-        let (part, ledger, seg) = (pass.part.clone(), pass.ledger.clone(), self.seg);
-        let for_write = batch.clone();
-        self.write_inflight = Some(tokio::task::spawn_blocking(move || {
-            let mut offset = start;
-            for b in for_write.iter() {
-                part.write_all_at(b, offset)
-                    .map_err(|e| ledger.io_error(false, "write", e))?;
-                offset += b.len() as u64;
-            }
-            if ledger.advance(seg, end) {
-                ledger
-                    .save()
-                    .map_err(|e| ledger.io_error(true, "write sidecar", e))?;
-            }
-            Ok(())
-        }));
-        if let Some(lane) = self.hash.as_mut() {
-            if let Some(job) = lane.inflight.take() {
-                let digest = job
-                    .await
-                    .map_err(|e| Attempt::Fatal(pass.file.join_error(e)))?;
-                lane.digest = Some(digest);
-            }
-            let mut digest = lane.digest.take().unwrap_or_default();
-            lane.inflight = Some(tokio::task::spawn_blocking(move || {
-                for b in batch.iter() {
-                    digest.update(b);
-                }
-                digest
+        let batch = Batch {
+            start: self.batch_start,
+            end: self.pos,
+            buf,
+        };
+        if self.writer.is_none() {
+            self.writer = Some(Writer::spawn(&self.pass, self.seg, self.digest.take()));
+        }
+        let sent = match &self.writer {
+            Some(w) => w.queue.send(batch).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            // The worker stopped early: it failed; report why.
+            return Err(Attempt::Fatal(match self.finish_writer().await {
+                Err(e) => e,
+                Ok(()) => self.pass.file.join_error_text("writer stopped"),
             }));
         }
-        pass.file.reservation.consume(end - start);
         Ok(())
     }
 
-    async fn wait_write(&mut self) -> Result<(), TransferError> {
-        match self.write_inflight.take() {
-            Some(job) => job.await.map_err(|e| self.pass.file.join_error(e))?,
-            None => Ok(()),
+    /// Close the writer's queue and wait until everything queued is written.
+    async fn finish_writer(&mut self) -> Result<(), TransferError> {
+        if let Some(Writer { queue, worker }) = self.writer.take() {
+            drop(queue);
+            let digest = worker.await.map_err(|e| self.pass.file.join_error(e))??;
+            if digest.is_some() {
+                self.digest = digest;
+            }
         }
+        Ok(())
     }
 
-    /// Wait for the jobs in flight; returns the inline digest.
+    /// Write what is left; returns the inline digest.
     async fn drain(&mut self) -> Result<Option<FileDigest>, TransferError> {
         let flushed = match self.flush().await {
             Ok(()) => Ok(()),
             Err(Attempt::Fatal(e)) => Err(e),
             Err(_) => Ok(()),
         };
-        let written = self.wait_write().await;
-        let pass = self.pass.clone();
-        let digest = match self.hash.as_mut() {
-            Some(lane) => {
-                if let Some(job) = lane.inflight.take() {
-                    lane.digest = Some(job.await.map_err(|e| pass.file.join_error(e))?);
-                }
-                lane.digest.take()
-            }
-            None => None,
-        };
+        let written = self.finish_writer().await;
         flushed?;
         written?;
-        Ok(digest)
+        Ok(self.digest.take())
     }
 
     /// Read a COS XML error body (bounded) and pick `Code` and `Message`.

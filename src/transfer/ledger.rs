@@ -4,9 +4,9 @@
 //!
 //! Writers report each finished `pwrite`; every `checkpoint_bytes` the
 //! writing thread itself stores the sidecar (so a killed process loses at
-//! most that much). The syncer fsyncs in the background every
-//! `checkpoint_bytes` or `sync_interval` and then records the `synced`
-//! offsets, so the byte loop never waits for the disk.
+//! most that much). The syncer fsyncs in the background every `sync_bytes`
+//! or `sync_interval` and then records the `synced` offsets, so the byte
+//! loop never waits for the disk.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
@@ -48,6 +48,7 @@ pub(crate) struct Ledger {
     file_name: String,
     expected_size: u64,
     checkpoint_bytes: u64,
+    sync_bytes: u64,
 }
 
 impl Ledger {
@@ -58,7 +59,7 @@ impl Ledger {
         expected_size: u64,
         segments: Vec<SegmentState>,
         object: ObjectId,
-        checkpoint_bytes: u64,
+        config: &super::TransferConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
@@ -75,7 +76,8 @@ impl Ledger {
             backup_id,
             file_name,
             expected_size,
-            checkpoint_bytes: checkpoint_bytes.max(1),
+            checkpoint_bytes: config.checkpoint_bytes.max(1),
+            sync_bytes: config.sync_bytes.max(1),
         })
     }
 
@@ -95,9 +97,12 @@ impl Ledger {
         self.lock().object.clone()
     }
 
-    /// Record the identity from the first response.
+    /// Record the identity from the first response; the next finished
+    /// write stores it in the sidecar, so a resume can send `If-Match`.
     pub(crate) fn learn_object(&self, object: ObjectId) {
-        self.lock().object = object;
+        let mut st = self.lock();
+        st.object = object;
+        st.since_save = st.since_save.max(self.checkpoint_bytes);
     }
 
     /// Segment `seg` is now written up to `written`. Returns whether a
@@ -114,7 +119,7 @@ impl Ledger {
             st.since_sync += delta;
             (
                 st.since_save >= self.checkpoint_bytes,
-                st.since_sync >= self.checkpoint_bytes,
+                st.since_sync >= self.sync_bytes,
             )
         };
         self.progress.notify_all();
@@ -217,7 +222,7 @@ impl Ledger {
     }
 }
 
-/// Run until `stop`: fsync every `checkpoint_bytes` of new data or every
+/// Run until `stop`: fsync every `sync_bytes` of new data or every
 /// `interval` when anything is unsynced, then store the sidecar. An fsync
 /// error is returned (the disk is failing; the pass should stop).
 pub(crate) async fn run_syncer(
@@ -283,7 +288,11 @@ mod tests {
                 etag: Some("\"e\"".into()),
                 crc64: Some(7),
             },
-            100,
+            &crate::transfer::TransferConfig {
+                checkpoint_bytes: 100,
+                sync_bytes: 100,
+                ..Default::default()
+            },
         )
     }
 
@@ -303,6 +312,11 @@ mod tests {
         assert_eq!(s.segments[0].synced, 0);
         assert_eq!(s.etag.as_deref(), Some("\"e\""));
         assert!(!l.advance(0, 100), "counter restarts after a save");
+        l.learn_object(ObjectId::default());
+        assert!(
+            l.advance(0, 101),
+            "a new identity is saved with the next write"
+        );
     }
 
     #[test]

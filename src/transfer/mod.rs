@@ -12,9 +12,9 @@
 //! How a file is fetched:
 //! - **Plan**: a valid sidecar for the same backup, name and size means
 //!   resume from its trusted offsets (see [`sidecar`]); anything else means
-//!   start over. Files of at least `segment_threshold` bytes are fetched as
-//!   `segments` parallel ranges into a preallocated file, smaller ones as one
-//!   stream.
+//!   start over. The part file is allocated at full size up front. Files of
+//!   at least `segment_threshold` bytes are cut into pieces that `segments`
+//!   connections take in file order; smaller ones are one stream.
 //! - **Free space** is checked before the first byte, against what other
 //!   files in flight still have to write.
 //! - **Each response is checked** before its body is kept (strict 206 and
@@ -25,18 +25,26 @@
 //!   from the current offset with jittered backoff; an expired URL is
 //!   renewed and the transfer continues from the same offset.
 //! - **Durability**: the sidecar records written offsets every
-//!   `checkpoint_bytes` and fsynced offsets after each background fsync;
-//!   a killed process re-fetches at most about `checkpoint_bytes` per stream.
-//! - **Hashing**: a fresh single stream hashes the batches as it writes
-//!   them; resumed and segmented files are hashed by a reader that trails
-//!   the writers through the page cache, so no pass over the file remains
-//!   when the last byte lands.
+//!   `checkpoint_bytes` (what a killed process fetches again at most) and
+//!   fsynced offsets after each background fsync (`sync_bytes` or
+//!   `sync_interval`; what survives a power loss).
+//! - **Memory**: received bytes wait in a process-wide pool of
+//!   `buffer_size` buffers (`buffer_budget` in all); a stream that finds it
+//!   empty stops reading until a writer gives a buffer back.
+//! - **Hashing**: a fresh single stream hashes each buffer just before it
+//!   is written; resumed and segmented files are hashed by a reader that
+//!   trails the writers through the page cache, so almost nothing is left
+//!   to hash when the last byte lands.
+//! - **A bad resume heals itself**: when bytes kept from an earlier run do
+//!   not add up to the CRC COS announced, the file is fetched once more
+//!   from byte 0.
 
 mod error;
 pub mod events;
 mod fetch;
 mod ledger;
 pub mod limiter;
+mod pool;
 pub mod range;
 pub mod retry;
 mod segmented;
@@ -66,6 +74,7 @@ use crate::verify::Digests;
 use events::Emitter;
 use fetch::{Stream, StreamEnd};
 use ledger::{Ledger, ObjectId};
+use pool::BufferPool;
 use retry::Backoff;
 use sidecar::SegmentState;
 use space::{Reservation, SpaceLedger};
@@ -119,10 +128,14 @@ impl std::fmt::Debug for FileJob {
 /// Tuning of the transfer engine. `Default` gives the production values.
 #[derive(Debug, Clone)]
 pub struct TransferConfig {
-    /// Parallel ranges for a large file.
+    /// Connections for one large file.
     pub segments: usize,
-    /// Files of at least this many bytes are fetched in `segments` ranges.
+    /// Files of at least this many bytes are fetched over `segments`
+    /// connections.
     pub segment_threshold: u64,
+    /// A large file is cut into pieces of about this size (at least
+    /// `segments` of them), fetched in file order by the connections.
+    pub piece_size: u64,
     /// Files in flight at once.
     pub max_files: usize,
     /// HTTP connections in flight at once, over all files.
@@ -141,12 +154,20 @@ pub struct TransferConfig {
     pub allow_http: bool,
     /// Process-wide bandwidth cap in bytes per second.
     pub bandwidth_limit: Option<NonZeroU64>,
-    /// Record written offsets in the sidecar (and fsync) every this many bytes.
+    /// Record written offsets in the sidecar every this many bytes: what a
+    /// killed process fetches again at most, per stream.
     pub checkpoint_bytes: u64,
-    /// fsync at least this often while bytes arrive.
+    /// fsync (in the background) every this many bytes...
+    pub sync_bytes: u64,
+    /// ...or this often while bytes arrive. Only fsynced bytes are trusted
+    /// after a power loss or kernel crash.
     pub sync_interval: Duration,
-    /// Bytes collected per write job.
+    /// Bytes per receive buffer (one `pwrite` each).
     pub buffer_size: usize,
+    /// Memory for received bytes not yet written, over all streams of the
+    /// process, in `buffer_size` buffers. A stream that finds it spent stops
+    /// reading (TCP pushes back) until a writer gives a buffer back.
+    pub buffer_budget: usize,
     /// Restarts from byte 0 (object replaced, range ignored) before giving up.
     pub max_restarts: u32,
     /// Consecutive "URL expired" answers (fresh URLs each time) before giving up.
@@ -158,6 +179,7 @@ impl Default for TransferConfig {
         Self {
             segments: 4,
             segment_threshold: 64 * 1024 * 1024,
+            piece_size: 32 * 1024 * 1024,
             max_files: 4,
             max_connections: 16,
             free_space_margin: 256 * 1024 * 1024,
@@ -168,8 +190,10 @@ impl Default for TransferConfig {
             allow_http: false,
             bandwidth_limit: None,
             checkpoint_bytes: 8 * 1024 * 1024,
+            sync_bytes: 128 * 1024 * 1024,
             sync_interval: Duration::from_secs(1),
-            buffer_size: 256 * 1024,
+            buffer_size: 512 * 1024,
+            buffer_budget: 16 * 1024 * 1024,
             max_restarts: 3,
             max_url_refreshes: 3,
         }
@@ -237,6 +261,7 @@ pub struct Downloader {
     config: Arc<TransferConfig>,
     files: Arc<Semaphore>,
     connections: Arc<Semaphore>,
+    buffers: Arc<BufferPool>,
     limiter: Option<Arc<BandwidthLimiter>>,
     clock: Arc<dyn Clock>,
     backoff: Arc<Backoff>,
@@ -262,6 +287,8 @@ pub(crate) struct FileCtx {
     backoff: Arc<Backoff>,
     limiter: Option<Arc<BandwidthLimiter>>,
     connections: Arc<Semaphore>,
+    /// The receive buffers (the memory budget).
+    buffers: Arc<BufferPool>,
     reservation: Reservation,
     progress: mpsc::Sender<ProgressEvent>,
     cancel: CancellationToken,
@@ -282,6 +309,14 @@ impl FileCtx {
             path: self.paths.part.clone(),
             action: "run worker task",
             source: std::io::Error::other(e.to_string()),
+        }
+    }
+
+    fn join_error_text(&self, what: &str) -> TransferError {
+        TransferError::Io {
+            path: self.paths.part.clone(),
+            action: "run worker task",
+            source: std::io::Error::other(what.to_owned()),
         }
     }
 
@@ -317,9 +352,18 @@ struct Plan {
 }
 
 impl Plan {
-    fn fresh(size: u64, segments: usize) -> Self {
+    /// Start over: one segment, or pieces for a segmented download.
+    fn fresh(size: u64, segmented: bool, config: &TransferConfig) -> Self {
+        let pieces = if segmented {
+            let by_size = size.div_ceil(config.piece_size.max(1));
+            usize::try_from(by_size)
+                .unwrap_or(usize::MAX)
+                .max(config.segments)
+        } else {
+            1
+        };
         Self {
-            segments: sidecar::split(size, segments),
+            segments: sidecar::split(size, pieces),
             object: ObjectId::default(),
             fresh: true,
             from_disk: false,
@@ -363,6 +407,7 @@ impl Downloader {
             client,
             files: Arc::new(Semaphore::new(config.max_files.max(1))),
             connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
+            buffers: BufferPool::new(config.buffer_budget, config.buffer_size),
             limiter,
             clock,
             backoff: Arc::new(Backoff::new(config.retry.clone())),
@@ -435,13 +480,16 @@ impl Downloader {
         }
 
         let mut emitter = Emitter::new(progress.clone(), file.clone());
-        emitter
-            .send(ProgressEvent::Started {
+        // A consumer that stopped reading must not keep a cancelled fetch.
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(cancelled()),
+            _ = emitter.send(ProgressEvent::Started {
                 file: file.clone(),
                 total: size,
                 resumed_from,
-            })
-            .await;
+            }) => {}
+        }
         let ctx = Arc::new(FileCtx {
             file: file.clone(),
             size,
@@ -457,6 +505,7 @@ impl Downloader {
             backoff: self.backoff.clone(),
             limiter: self.limiter.clone(),
             connections: self.connections.clone(),
+            buffers: self.buffers.clone(),
             reservation,
             progress,
             cancel,
@@ -500,10 +549,15 @@ impl Downloader {
             }
             let segmented = carried.is_none()
                 && !ctx.ranges_ignored.load(Ordering::Relaxed)
-                && size >= self.config.segment_threshold;
-            plan = Plan::fresh(size, if segmented { self.config.segments } else { 1 });
+                && size >= self.config.segment_threshold
+                && self.config.segments > 1;
+            plan = Plan::fresh(size, segmented, &self.config);
         };
-        emitter.finish().await;
+        tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => {}
+            _ = emitter.finish() => {}
+        }
         Ok(FetchedFile {
             path: paths.part,
             sidecar: paths.sidecar,
@@ -559,22 +613,18 @@ fn plan_file(
 ) -> std::io::Result<Plan> {
     std::fs::create_dir_all(&job.partial_dir)?;
     let size = job.expected_size;
-    let fresh_segments = if size >= config.segment_threshold {
-        config.segments
-    } else {
-        1
-    };
+    let segmented = size >= config.segment_threshold && config.segments > 1;
     let Some(state) = sidecar::load(&paths.sidecar)? else {
-        return Ok(Plan::fresh(size, fresh_segments));
+        return Ok(Plan::fresh(size, segmented, config));
     };
     if let Err(why) = state.check(&job.backup_id, &job.file_name, size) {
         tracing::info!(path = %paths.sidecar.display(), %why, "not resuming");
-        return Ok(Plan::fresh(size, fresh_segments));
+        return Ok(Plan::fresh(size, segmented, config));
     }
     let part_len = match std::fs::metadata(&paths.part) {
         Ok(m) => m.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Plan::fresh(size, fresh_segments))
+            return Ok(Plan::fresh(size, segmented, config))
         }
         Err(e) => return Err(e),
     };
@@ -584,7 +634,7 @@ fn plan_file(
         only.written = only.written.min(part_len);
         only.synced = only.synced.min(only.written);
     } else if part_len != size {
-        return Ok(Plan::fresh(size, fresh_segments));
+        return Ok(Plan::fresh(size, segmented, config));
     }
     let present = sidecar::Sidecar::present(&segments);
     Ok(Plan {
@@ -598,8 +648,8 @@ fn plan_file(
     })
 }
 
-/// Open the part file for a pass: truncate and preallocate a fresh one, cut
-/// a resumed single stream back to its trusted length.
+/// Open the part file for a pass: truncate a fresh one, and give it its
+/// full size with the blocks allocated up front.
 fn open_part(part: &Path, plan: &Plan, size: u64) -> std::io::Result<std::fs::File> {
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -609,17 +659,17 @@ fn open_part(part: &Path, plan: &Plan, size: u64) -> std::io::Result<std::fs::Fi
         .open(part)?;
     if plan.fresh {
         f.set_len(0)?;
-        if plan.segments.len() > 1 {
-            // Reserve the blocks now: no ENOSPC half-way, no fragmentation.
-            // Where fallocate is unsupported a sparse file does.
-            match fs4::fs_std::FileExt::allocate(&f, size) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return Err(e),
-                Err(_) => f.set_len(size)?,
-            }
+    }
+    // Allocating now means no ENOSPC half-way, no fragmentation, and much
+    // cheaper writes than delayed allocation page by page. Bytes past the
+    // trusted offsets of a resumed file are simply overwritten. Where
+    // fallocate is unsupported a sparse file does.
+    if size > 0 {
+        match fs4::fs_std::FileExt::allocate(&f, size) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return Err(e),
+            Err(_) => f.set_len(size)?,
         }
-    } else if let [only] = plan.segments.as_slice() {
-        f.set_len(only.written)?;
     }
     Ok(f)
 }
@@ -646,7 +696,7 @@ async fn run_pass(
         size,
         plan.segments.clone(),
         plan.object.clone(),
-        ctx.config.checkpoint_bytes,
+        &ctx.config,
     );
     {
         let ledger = ledger.clone();
@@ -679,7 +729,9 @@ async fn run_pass(
     ));
 
     let result = if segmented {
-        segmented::run(pass.clone()).await.map(|()| None)
+        segmented::run(pass.clone(), ctx.config.segments)
+            .await
+            .map(|()| None)
     } else {
         let connections = ctx.connections.clone();
         let permit = tokio::select! {
