@@ -97,7 +97,7 @@ pub fn format_duration(duration: Duration) -> String {
     }
     let (unit, size) = [("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60)]
         .into_iter()
-        .find(|(_, size)| seconds % size == 0)
+        .find(|(_, size)| seconds.is_multiple_of(*size))
         .unwrap_or(("s", 1));
     format!("{}{unit}", seconds / size)
 }

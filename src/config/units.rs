@@ -146,7 +146,7 @@ pub fn format_size(bytes: u64) -> String {
         ("KiB", 1 << 10),
     ]
     .into_iter()
-    .find(|(_, size)| bytes % size == 0)
+    .find(|(_, size)| bytes.is_multiple_of(*size))
     .unwrap_or(("B", 1));
     format!("{}{unit}", bytes / size)
 }

@@ -106,7 +106,11 @@ impl SplitMix {
         while out.len() < len {
             let word = WORDS[(self.next_u64() % WORDS.len() as u64) as usize];
             out.extend_from_slice(word.as_bytes());
-            out.push(if self.next_u64() % 5 == 0 { b',' } else { b' ' });
+            out.push(if self.next_u64().is_multiple_of(5) {
+                b','
+            } else {
+                b' '
+            });
         }
         out.truncate(len);
         out
