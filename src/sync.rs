@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::cloud::catalog::Catalog;
 use crate::cloud::error::ApiError;
 use crate::config::{Config, InstanceConfig};
-use crate::model::{check_file_name, BackupKind, RemoteBackup, ResolvedFile};
+use crate::model::{BackupKind, RemoteBackup, ResolvedFile};
 use crate::progress::Progress;
 use crate::retention::{self, SetInfo};
 use crate::secret::SignedUrl;
@@ -407,13 +407,14 @@ impl SyncContext {
 
         if cancel.is_cancelled() {
             report.retention_skipped = Some("the run was interrupted".into());
+            self.count_on_disk(instance, &mut report).await;
         } else if !report.ok() {
             report.retention_skipped =
                 Some("a backup of this instance failed in this cycle".into());
+            self.count_on_disk(instance, &mut report).await;
         } else {
             self.apply_retention(instance, &mut report).await;
         }
-        self.count_on_disk(instance, &mut report).await;
         let active = listed
             .iter()
             .map(|b| (instance.instance_id.clone(), b.kind, b.backup_id.clone()))
@@ -421,6 +422,8 @@ impl SyncContext {
         (report, Some(active))
     }
 
+    /// Plan retention over the published sets, apply it, and count what is
+    /// left on disk, from one listing.
     async fn apply_retention(&self, instance: &InstanceConfig, report: &mut InstanceReport) {
         let store = self.store.clone();
         let id = instance.instance_id.clone();
@@ -430,11 +433,19 @@ impl SyncContext {
             .blocking(move || {
                 let listing = store.list_sets(&id)?;
                 let plan = retention::plan(&listing.set_infos(), &policy, now);
-                Ok::<_, StoreError>(retention::apply(&id, &plan, &store))
+                Ok::<_, StoreError>((listing, retention::apply(&id, &plan, &store)))
             })
             .await;
-        match result {
-            Ok(Ok(applied)) => {
+        let (listing, applied) = match result {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(instance = %instance.instance_id, "retention not applied: {e}");
+                report.retention_skipped = Some(e.to_string());
+                return;
+            }
+        };
+        match applied {
+            Ok(applied) => {
                 for id in &applied.deleted {
                     tracing::info!(instance = %instance.instance_id, set = %id, "pruned by retention");
                 }
@@ -443,15 +454,17 @@ impl SyncContext {
                 }
                 report.pruned = applied.deleted;
             }
-            Ok(Err(refused)) => {
+            Err(refused) => {
                 tracing::warn!(instance = %instance.instance_id, "retention not applied: {refused}");
                 report.retention_skipped = Some(refused.to_string());
             }
-            Err(e) => {
-                tracing::warn!(instance = %instance.instance_id, "retention not applied: {e}");
-                report.retention_skipped = Some(e.to_string());
-            }
         }
+        let left = listing
+            .sets
+            .iter()
+            .filter(|set| !report.pruned.contains(&set.dir_name));
+        report.sets_on_disk = left.clone().count();
+        report.bytes_on_disk = left.map(|set| set.manifest.total_size()).sum();
     }
 
     async fn clean_partials(&self, active: HashSet<(String, BackupKind, String)>) {
@@ -491,17 +504,14 @@ impl SyncContext {
             return Err(SetError::Cancelled);
         }
         let lifetime = u32::from(self.config.transfer.url_lifetime_hours);
-        // Fresh URLs, resolved just before the transfer.
+        // Fresh URLs, resolved just before the transfer; the catalog has
+        // already refused any file name that is not a plain name.
         let files = self.catalog.resolve(backup, lifetime).await?;
         if files.is_empty() {
             return Err(SetError::Refused(format!(
                 "the API listed no file for backup {}",
                 backup.backup_id
             )));
-        }
-        // Refuse unusable names before anything is written.
-        for file in &files {
-            check_file_name(&file.name).map_err(|e| SetError::Refused(e.to_string()))?;
         }
         let partial_dir = self
             .blocking({
