@@ -612,9 +612,8 @@ impl SyncContext {
                 move || store.publish(&set)
             })
             .await?;
-        for got in &ok {
-            let _ = got.remove_sidecar();
-        }
+        // Publishing moved the files and removed the partial directory with
+        // their sidecars.
         let published = Published {
             kind: backup.kind,
             backup_id: backup.backup_id.clone(),
