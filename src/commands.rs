@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::app::{self, exit};
 use crate::config::Config;
-use crate::model::RemoteBackup;
+use crate::model::{BackupKind, RemoteBackup};
 use crate::progress::{Progress, ProgressMode};
 use crate::retention;
 use crate::service::healthcheck::{HealthCheck, Ping};
@@ -173,17 +173,45 @@ pub async fn check_config(config: Config) -> u8 {
     code
 }
 
+/// One line of `list`: a backup the API lists, with its local copy if
+/// there is one, or a local set the API no longer lists.
 #[derive(Serialize)]
-struct ListRow<'a> {
-    instance_id: &'a str,
-    kind: &'a str,
-    backup_id: &'a str,
+struct ListRow {
+    instance_id: String,
+    kind: BackupKind,
+    backup_id: String,
     start: String,
     finish: Option<String>,
-    remote_status: Option<&'a str>,
+    remote_status: Option<String>,
     remote_finished: Option<bool>,
     local_dir: Option<String>,
     local_bytes: Option<u64>,
+}
+
+impl ListRow {
+    fn new(instance_id: &str, remote: Option<&RemoteBackup>, local: Option<&LocalSet>) -> Self {
+        let (kind, backup_id, start, finish) = match (remote, local) {
+            (Some(r), _) => (r.kind, &r.backup_id, r.start, r.finish),
+            (None, Some(l)) => (
+                l.manifest.kind,
+                &l.manifest.backup_id,
+                l.manifest.start,
+                l.manifest.finish,
+            ),
+            (None, None) => unreachable!("a row has a remote backup, a local set, or both"),
+        };
+        Self {
+            instance_id: instance_id.to_string(),
+            kind,
+            backup_id: backup_id.clone(),
+            start: start.to_rfc3339(),
+            finish: finish.map(|f| f.to_rfc3339()),
+            remote_status: remote.map(|r| r.status.clone()),
+            remote_finished: remote.map(|r| r.finished),
+            local_dir: local.map(|l| l.dir.display().to_string()),
+            local_bytes: local.map(|l| l.manifest.total_size()),
+        }
+    }
 }
 
 /// `tcbackup list [--json] [--local]`: remote and local backups side by side.
@@ -208,12 +236,11 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
         }
     };
     let mut code = exit::OK;
-    let mut remote_by_instance: Vec<(String, Vec<RemoteBackup>)> = Vec::new();
-    if let Some(ctx) = &ctx {
-        let now = ctx.clock.now();
-        for instance in &config.instances {
-            match ctx.list_remote(instance, now).await {
-                Ok(list) => remote_by_instance.push((instance.instance_id.clone(), list)),
+    let mut rows = Vec::new();
+    for instance in &config.instances {
+        let remote = match &ctx {
+            Some(ctx) => match ctx.list_remote(instance, ctx.clock.now()).await {
+                Ok(list) => list,
                 Err(e) => {
                     eprintln!("{}: {e}", instance.instance_id);
                     code = code.max(if e.is_auth() {
@@ -221,66 +248,35 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
                     } else {
                         exit::FAILED
                     });
+                    Vec::new()
                 }
-            }
-        }
-    }
-    let mut rows_owned: Vec<(String, Option<RemoteBackup>, Option<LocalSet>)> = Vec::new();
-    for instance in &config.instances {
+            },
+            None => Vec::new(),
+        };
         let local = match store.list_sets(&instance.instance_id) {
-            Ok(listing) => listing.sets,
+            Ok(listing) => listing,
             Err(e) => {
                 eprintln!("{}: {e}", instance.instance_id);
                 code = code.max(exit::FAILED);
-                Vec::new()
+                Default::default()
             }
         };
-        let remote: Vec<RemoteBackup> = remote_by_instance
-            .iter()
-            .find(|(id, _)| id == &instance.instance_id)
-            .map(|(_, l)| l.clone())
-            .unwrap_or_default();
-        let mut seen = std::collections::HashSet::new();
-        for r in remote {
-            let l = local
-                .iter()
-                .find(|l| l.manifest.kind == r.kind && l.manifest.backup_id == r.backup_id)
-                .cloned();
-            if let Some(l) = &l {
-                seen.insert(l.dir_name.clone());
-            }
-            rows_owned.push((instance.instance_id.clone(), Some(r), l));
+        for r in &remote {
+            rows.push(ListRow::new(
+                &instance.instance_id,
+                Some(r),
+                local.find(r.kind, &r.backup_id),
+            ));
         }
-        for l in local.into_iter().filter(|l| !seen.contains(&l.dir_name)) {
-            rows_owned.push((instance.instance_id.clone(), None, Some(l)));
+        for l in &local.sets {
+            let listed = remote
+                .iter()
+                .any(|r| r.kind == l.manifest.kind && r.backup_id == l.manifest.backup_id);
+            if !listed {
+                rows.push(ListRow::new(&instance.instance_id, None, Some(l)));
+            }
         }
     }
-    let rows: Vec<ListRow<'_>> = rows_owned
-        .iter()
-        .map(|(instance_id, r, l)| {
-            let (kind, backup_id, start, finish) = match (r, l) {
-                (Some(r), _) => (r.kind.as_str(), r.backup_id.as_str(), r.start, r.finish),
-                (None, Some(l)) => (
-                    l.manifest.kind.as_str(),
-                    l.manifest.backup_id.as_str(),
-                    l.manifest.start,
-                    l.manifest.finish,
-                ),
-                (None, None) => ("", "", chrono::DateTime::<chrono::Utc>::MIN_UTC, None),
-            };
-            ListRow {
-                instance_id,
-                kind,
-                backup_id,
-                start: start.to_rfc3339(),
-                finish: finish.map(|f| f.to_rfc3339()),
-                remote_status: r.as_ref().map(|r| r.status.as_str()),
-                remote_finished: r.as_ref().map(|r| r.finished),
-                local_dir: l.as_ref().map(|l| l.dir.display().to_string()),
-                local_bytes: l.as_ref().map(|l| l.manifest.total_size()),
-            }
-        })
-        .collect();
     if json {
         match serde_json::to_string_pretty(&rows) {
             Ok(text) => crate::outln!("{text}"),
@@ -299,10 +295,10 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
             "REMOTE"
         );
         for row in &rows {
-            let remote = match (row.remote_status, row.remote_finished) {
+            let remote = match (&row.remote_status, row.remote_finished) {
                 (Some(_), Some(true)) => "finished".to_string(),
-                (Some(s), Some(false)) => format!("busy ({s})"),
-                _ => "-".to_string(),
+                (Some(s), _) => format!("busy ({s})"),
+                (None, _) => "-".to_string(),
             };
             let local = match (&row.local_dir, row.local_bytes) {
                 (Some(dir), Some(bytes)) => format!("{} {}", indicatif::HumanBytes(bytes), dir),
@@ -311,7 +307,7 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
             crate::outln!(
                 "{:<20} {:<5} {:<40} {:<25} {:<12} {}",
                 row.instance_id,
-                row.kind,
+                row.kind.as_str(),
                 row.backup_id,
                 &row.start[..row.start.len().min(19)],
                 remote,
