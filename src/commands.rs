@@ -13,7 +13,17 @@ use crate::retention;
 use crate::service::healthcheck::{HealthCheck, Ping};
 use crate::service::history::History;
 use crate::store::{LocalSet, Store};
-use crate::sync::CycleReport;
+use crate::sync::{CycleReport, SyncContext};
+
+/// The cycle's context, or the exit code after printing why it cannot be built.
+async fn context(config: Arc<Config>, progress: Progress) -> Result<SyncContext, u8> {
+    app::build_context(config, app::system_clock(), progress)
+        .await
+        .map_err(|e| {
+            eprintln!("tcbackup: {e}");
+            e.exit_code()
+        })
+}
 
 /// `tcbackup --now`: one cycle, then exit with the contract's code.
 pub async fn now(config: Config) -> u8 {
@@ -25,18 +35,9 @@ pub async fn now(config: Config) -> u8 {
         }
     };
     let config = Arc::new(config);
-    let ctx = match app::build_context(
-        config.clone(),
-        app::system_clock(),
-        app::progress_for_terminal(),
-    )
-    .await
-    {
+    let ctx = match context(config.clone(), app::progress_for_terminal()).await {
         Ok(ctx) => ctx,
-        Err(e) => {
-            eprintln!("tcbackup: {e}");
-            return e.exit_code();
-        }
+        Err(code) => return code,
     };
     let _lock = match ctx.store.lock() {
         Ok(lock) => lock,
@@ -123,18 +124,9 @@ pub async fn check_config(config: Config) -> u8 {
     );
     // The warnings were logged when the config was loaded.
     let config = Arc::new(config);
-    let ctx = match app::build_context(
-        config.clone(),
-        app::system_clock(),
-        Progress::new(ProgressMode::Quiet),
-    )
-    .await
-    {
+    let ctx = match context(config.clone(), Progress::new(ProgressMode::Quiet)).await {
         Ok(ctx) => ctx,
-        Err(e) => {
-            eprintln!("tcbackup: {e}");
-            return e.exit_code();
-        }
+        Err(code) => return code,
     };
     crate::outln!(
         "credentials: {}",
@@ -221,18 +213,9 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
     let ctx = if local_only {
         None
     } else {
-        match app::build_context(
-            config.clone(),
-            app::system_clock(),
-            Progress::new(ProgressMode::Quiet),
-        )
-        .await
-        {
+        match context(config.clone(), Progress::new(ProgressMode::Quiet)).await {
             Ok(ctx) => Some(ctx),
-            Err(e) => {
-                eprintln!("tcbackup: {e}");
-                return e.exit_code();
-            }
+            Err(code) => return code,
         }
     };
     let mut code = exit::OK;
