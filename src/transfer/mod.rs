@@ -237,10 +237,7 @@ impl FetchedFile {
 
     /// Delete the sidecar (after the part file was published or discarded).
     pub fn remove_sidecar(&self) -> std::io::Result<()> {
-        match std::fs::remove_file(&self.sidecar) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        sidecar::remove_if_exists(&self.sidecar)
     }
 }
 
@@ -249,10 +246,7 @@ impl FetchedFile {
 pub fn discard_partial(partial_dir: &Path, file_name: &str) -> std::io::Result<()> {
     let paths = PartialPaths::new(partial_dir, file_name);
     sidecar::remove(&paths)?;
-    match std::fs::remove_file(&paths.part) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
+    sidecar::remove_if_exists(&paths.part)
 }
 
 /// The transfer engine. One per process: its limits are process-wide.
