@@ -54,7 +54,6 @@ mod url;
 
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -286,7 +285,6 @@ pub(crate) struct FileCtx {
     reservation: Reservation,
     progress: mpsc::Sender<ProgressEvent>,
     cancel: CancellationToken,
-    ranges_ignored: AtomicBool,
 }
 
 impl FileCtx {
@@ -503,12 +501,12 @@ impl Downloader {
             reservation,
             progress,
             cancel,
-            ranges_ignored: AtomicBool::new(false),
         });
 
         let mut restarts = 0u32;
         let mut carried = None;
         let mut healed = false;
+        let mut ranges_ignored = false;
         let (digests, object) = loop {
             let reason = match run_pass(&ctx, &plan, carried.take()).await {
                 Ok((digests, object)) => {
@@ -538,13 +536,8 @@ impl Downloader {
                 file: file.clone(),
                 reason,
             });
-            if reason == RestartReason::RangeIgnored {
-                ctx.ranges_ignored.store(true, Ordering::Relaxed);
-            }
-            let segmented = carried.is_none()
-                && !ctx.ranges_ignored.load(Ordering::Relaxed)
-                && size >= self.config.segment_threshold
-                && self.config.segments > 1;
+            ranges_ignored |= reason == RestartReason::RangeIgnored;
+            let segmented = carried.is_none() && !ranges_ignored && segmentable(size, &self.config);
             plan = Plan::fresh(size, segmented, &self.config);
         };
         tokio::select! {
@@ -599,6 +592,12 @@ async fn blocking<T: Send + 'static>(
         .map_err(std::io::Error::other)?
 }
 
+/// Whether a file of `size` bytes is fetched over several connections
+/// (when the server honours ranges).
+fn segmentable(size: u64, config: &TransferConfig) -> bool {
+    size >= config.segment_threshold && config.segments > 1
+}
+
 /// Decide how to start: resume from a matching sidecar or start over.
 fn plan_file(
     paths: &PartialPaths,
@@ -607,7 +606,7 @@ fn plan_file(
 ) -> std::io::Result<Plan> {
     std::fs::create_dir_all(&job.partial_dir)?;
     let size = job.expected_size;
-    let segmented = size >= config.segment_threshold && config.segments > 1;
+    let segmented = segmentable(size, config);
     let Some(state) = sidecar::load(&paths.sidecar)? else {
         return Ok(Plan::fresh(size, segmented, config));
     };
