@@ -537,7 +537,7 @@ impl Stream {
             // The worker stopped early: it failed; report why.
             return Err(Attempt::Fatal(match self.finish_writer().await {
                 Err(e) => e,
-                Ok(()) => self.pass.file.join_error_text("writer stopped"),
+                Ok(()) => self.pass.file.join_error("writer stopped"),
             }));
         }
         Ok(())

@@ -58,7 +58,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use error::{TransferError, UrlSourceError};
@@ -296,19 +296,13 @@ impl FileCtx {
         }
     }
 
-    fn join_error(&self, e: tokio::task::JoinError) -> TransferError {
+    /// A worker task (stream, writer, hasher, syncer) that died: `why` is
+    /// its join error or what was seen of it.
+    fn join_error(&self, why: impl std::fmt::Display) -> TransferError {
         TransferError::Io {
             path: self.paths.part.clone(),
             action: "run worker task",
-            source: std::io::Error::other(e.to_string()),
-        }
-    }
-
-    fn join_error_text(&self, what: &str) -> TransferError {
-        TransferError::Io {
-            path: self.paths.part.clone(),
-            action: "run worker task",
-            source: std::io::Error::other(what.to_owned()),
+            source: std::io::Error::other(why.to_string()),
         }
     }
 
@@ -445,10 +439,8 @@ impl Downloader {
         let cancelled = || TransferError::Cancelled {
             file: (*file).clone(),
         };
-        let _file_permit = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Err(cancelled()),
-            p = self.files.clone().acquire_owned() => p.map_err(|_| cancelled())?,
+        let Some(_file_permit) = permit(&self.files, &cancel).await else {
+            return Err(cancelled());
         };
         let size = job.expected_size;
         let paths = PartialPaths::new(&job.partial_dir, &job.file_name);
@@ -580,6 +572,15 @@ impl Downloader {
                 reserved: s.reserved,
                 margin,
             })
+    }
+}
+
+/// A permit of `sem`, or `None` when `cancel` fires first (or `sem` closed).
+async fn permit(sem: &Arc<Semaphore>, cancel: &CancellationToken) -> Option<OwnedSemaphorePermit> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => None,
+        p = sem.clone().acquire_owned() => p.ok(),
     }
 }
 
@@ -726,15 +727,9 @@ async fn run_pass(
             .await
             .map(|()| None)
     } else {
-        let connections = ctx.connections.clone();
-        let permit = tokio::select! {
-            biased;
-            _ = pass.cancel.cancelled() => Err(StreamEnd::Cancelled),
-            p = connections.acquire_owned() => p.map_err(|_| StreamEnd::Cancelled),
-        };
-        match permit {
-            Ok(_permit) => Stream::new(pass.clone(), 0, inline).run(carried).await,
-            Err(e) => Err(e),
+        match permit(&ctx.connections, &pass.cancel).await {
+            Some(_permit) => Stream::new(pass.clone(), 0, inline).run(carried).await,
+            None => Err(StreamEnd::Cancelled),
         }
     };
 
