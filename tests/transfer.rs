@@ -220,6 +220,30 @@ async fn fetch_until_retries(
     r
 }
 
+/// What a user's Ctrl-C leaves behind: make the first `streams` responses
+/// for `key` stall after `stall_after` bytes, fetch it with `base` until
+/// every stream sits at its stall point, and cancel. Returns the job that
+/// resumes it.
+async fn cancelled_at_stall(
+    srv: &Server,
+    (key, size): (&str, u64),
+    stall_after: u64,
+    streams: usize,
+    base: TransferConfig,
+) -> FileJob {
+    srv.store.add_fault(
+        FaultTarget::Key(key.into()),
+        Fault::StallAfter(stall_after),
+        Repeat::Times(streams as u32),
+    );
+    let job = srv.job(key, size, srv.minter(key, 3600));
+    let dl = downloader(stop_at_stall(base), &srv.clock);
+    let first = fetch_until_retries(&dl, job.clone(), streams).await;
+    srv.store.release_stalls();
+    assert!(first.unwrap_err().is_cancelled());
+    job
+}
+
 /// The written offsets the sidecar of `key` records, per segment.
 fn sidecar_written(srv: &Server, key: &str) -> Vec<u64> {
     let path = srv
@@ -542,16 +566,7 @@ async fn a_shrunk_object_gives_416_and_a_size_error() {
             },
         )
         .unwrap();
-    srv.store.add_fault(
-        FaultTarget::Key("s.rdb".into()),
-        Fault::StallAfter(2 * MIB),
-        Repeat::Times(1),
-    );
-    let dl = downloader(stop_at_stall(config()), &srv.clock);
-    let job = srv.job("s.rdb", size, srv.minter("s.rdb", 3600));
-    let first = fetch_until_retries(&dl, job, 1).await;
-    srv.store.release_stalls();
-    assert!(first.unwrap_err().is_cancelled());
+    cancelled_at_stall(&srv, ("s.rdb", size), 2 * MIB, 1, config()).await;
     assert_eq!(sidecar_written(&srv, "s.rdb"), [2 * MIB]);
     // A server without ETags: nothing to send If-Match with.
     let sidecar_path = srv.dir.path().join(".partial/s.rdb.part.json");
@@ -745,16 +760,7 @@ async fn cancelled_download_resumes_in_a_new_downloader() {
     let srv = Server::start().await;
     let size = 12 * MIB;
     srv.put_generated("re.rdb", 15, size);
-    srv.store.add_fault(
-        FaultTarget::Key("re.rdb".into()),
-        Fault::StallAfter(6 * MIB),
-        Repeat::Times(1),
-    );
-    let job = srv.job("re.rdb", size, srv.minter("re.rdb", 3600));
-    let dl = downloader(stop_at_stall(config()), &srv.clock);
-    let first = fetch_until_retries(&dl, job.clone(), 1).await;
-    srv.store.release_stalls();
-    assert!(first.unwrap_err().is_cancelled());
+    let job = cancelled_at_stall(&srv, ("re.rdb", size), 6 * MIB, 1, config()).await;
     let kept = sidecar_written(&srv, "re.rdb")[0];
     assert_eq!(kept, 6 * MIB);
     assert_eq!(written_prefix(&srv, "re.rdb", &generated(15, size)), kept);
@@ -846,18 +852,9 @@ async fn killed_process_refetches_at_most_one_checkpoint() {
 async fn segmented_download_resumes_every_segment() {
     let srv = Server::start().await;
     let size = 16 * MIB;
-    srv.put_generated("sr.tar", 17, size);
-    srv.store.add_fault(
-        FaultTarget::Key("sr.tar".into()),
-        Fault::StallAfter(2 * MIB),
-        Repeat::Times(4),
-    );
-    let job = srv.job("sr.tar", size, srv.minter("sr.tar", 3600));
-    let dl = downloader(stop_at_stall(segmented(4)), &srv.clock);
     // Stop once all four segments sit at their stall points.
-    let first = fetch_until_retries(&dl, job.clone(), 4).await;
-    srv.store.release_stalls();
-    assert!(first.unwrap_err().is_cancelled());
+    srv.put_generated("sr.tar", 17, size);
+    let job = cancelled_at_stall(&srv, ("sr.tar", size), 2 * MIB, 4, segmented(4)).await;
 
     let dl = downloader(segmented(4), &srv.clock);
     let (r, events) = fetch_all(&dl, job).await;
@@ -962,16 +959,7 @@ async fn corrupted_resumed_bytes_are_fetched_again_once() {
     let srv = Server::start().await;
     let size = 6 * MIB;
     srv.put_generated("h.rdb", 20, size);
-    srv.store.add_fault(
-        FaultTarget::Key("h.rdb".into()),
-        Fault::StallAfter(4 * MIB),
-        Repeat::Times(1),
-    );
-    let job = srv.job("h.rdb", size, srv.minter("h.rdb", 3600));
-    let dl = downloader(stop_at_stall(config()), &srv.clock);
-    let first = fetch_until_retries(&dl, job.clone(), 1).await;
-    srv.store.release_stalls();
-    assert!(first.unwrap_err().is_cancelled());
+    let job = cancelled_at_stall(&srv, ("h.rdb", size), 4 * MIB, 1, config()).await;
     // A bit flips in the kept part (a bad disk, a crash mid-write).
     let part = srv.part("h.rdb");
     let mut bytes = std::fs::read(&part).unwrap();

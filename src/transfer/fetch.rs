@@ -26,7 +26,7 @@ use super::error::{describe, Attempt, TransferError};
 use super::events::{Emitter, ProgressEvent, RestartReason};
 use super::ledger::ObjectId;
 use super::pool::PoolBuf;
-use super::range::{check_partial, parse_content_range, range_header, ContentRange};
+use super::range::{check_partial, parse_content_range, range_header, ContentRange, RangeMismatch};
 use super::url::LeaseError;
 use super::PassCtx;
 use crate::verify::crc64;
@@ -309,15 +309,9 @@ impl Stream {
                     resp.content_length(),
                 ) {
                     Ok(end) => end,
-                    Err(m) if m.is_wrong_object() => {
-                        let actual =
-                            match parse_content_range(content_range.as_deref().unwrap_or("")) {
-                                Ok(ContentRange::Bytes {
-                                    complete: Some(c), ..
-                                }) => c,
-                                _ => 0,
-                            };
-                        return Err(Attempt::Fatal(file.size_mismatch(actual)));
+                    // The object itself differs: fatal for the file.
+                    Err(RangeMismatch::Total { actual, .. }) => {
+                        return Err(Attempt::Fatal(file.size_mismatch(actual.unwrap_or(0))));
                     }
                     Err(m) => return Err(Attempt::retry(format!("rejected 206: {m}"))),
                 };
@@ -537,7 +531,7 @@ impl Stream {
             // The worker stopped early: it failed; report why.
             return Err(Attempt::Fatal(match self.finish_writer().await {
                 Err(e) => e,
-                Ok(()) => self.pass.file.join_error_text("writer stopped"),
+                Ok(()) => self.pass.file.join_error("writer stopped"),
             }));
         }
         Ok(())

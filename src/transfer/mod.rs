@@ -54,12 +54,11 @@ mod url;
 
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use error::{TransferError, UrlSourceError};
@@ -237,10 +236,7 @@ impl FetchedFile {
 
     /// Delete the sidecar (after the part file was published or discarded).
     pub fn remove_sidecar(&self) -> std::io::Result<()> {
-        match std::fs::remove_file(&self.sidecar) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        sidecar::remove_if_exists(&self.sidecar)
     }
 }
 
@@ -249,10 +245,7 @@ impl FetchedFile {
 pub fn discard_partial(partial_dir: &Path, file_name: &str) -> std::io::Result<()> {
     let paths = PartialPaths::new(partial_dir, file_name);
     sidecar::remove(&paths)?;
-    match std::fs::remove_file(&paths.part) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
+    sidecar::remove_if_exists(&paths.part)
 }
 
 /// The transfer engine. One per process: its limits are process-wide.
@@ -292,7 +285,6 @@ pub(crate) struct FileCtx {
     reservation: Reservation,
     progress: mpsc::Sender<ProgressEvent>,
     cancel: CancellationToken,
-    ranges_ignored: AtomicBool,
 }
 
 impl FileCtx {
@@ -304,19 +296,13 @@ impl FileCtx {
         }
     }
 
-    fn join_error(&self, e: tokio::task::JoinError) -> TransferError {
+    /// A worker task (stream, writer, hasher, syncer) that died: `why` is
+    /// its join error or what was seen of it.
+    fn join_error(&self, why: impl std::fmt::Display) -> TransferError {
         TransferError::Io {
             path: self.paths.part.clone(),
             action: "run worker task",
-            source: std::io::Error::other(e.to_string()),
-        }
-    }
-
-    fn join_error_text(&self, what: &str) -> TransferError {
-        TransferError::Io {
-            path: self.paths.part.clone(),
-            action: "run worker task",
-            source: std::io::Error::other(what.to_owned()),
+            source: std::io::Error::other(why.to_string()),
         }
     }
 
@@ -453,10 +439,8 @@ impl Downloader {
         let cancelled = || TransferError::Cancelled {
             file: (*file).clone(),
         };
-        let _file_permit = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Err(cancelled()),
-            p = self.files.clone().acquire_owned() => p.map_err(|_| cancelled())?,
+        let Some(_file_permit) = permit(&self.files, &cancel).await else {
+            return Err(cancelled());
         };
         let size = job.expected_size;
         let paths = PartialPaths::new(&job.partial_dir, &job.file_name);
@@ -509,12 +493,12 @@ impl Downloader {
             reservation,
             progress,
             cancel,
-            ranges_ignored: AtomicBool::new(false),
         });
 
         let mut restarts = 0u32;
         let mut carried = None;
         let mut healed = false;
+        let mut ranges_ignored = false;
         let (digests, object) = loop {
             let reason = match run_pass(&ctx, &plan, carried.take()).await {
                 Ok((digests, object)) => {
@@ -544,13 +528,8 @@ impl Downloader {
                 file: file.clone(),
                 reason,
             });
-            if reason == RestartReason::RangeIgnored {
-                ctx.ranges_ignored.store(true, Ordering::Relaxed);
-            }
-            let segmented = carried.is_none()
-                && !ctx.ranges_ignored.load(Ordering::Relaxed)
-                && size >= self.config.segment_threshold
-                && self.config.segments > 1;
+            ranges_ignored |= reason == RestartReason::RangeIgnored;
+            let segmented = carried.is_none() && !ranges_ignored && segmentable(size, &self.config);
             plan = Plan::fresh(size, segmented, &self.config);
         };
         tokio::select! {
@@ -596,6 +575,15 @@ impl Downloader {
     }
 }
 
+/// A permit of `sem`, or `None` when `cancel` fires first (or `sem` closed).
+async fn permit(sem: &Arc<Semaphore>, cancel: &CancellationToken) -> Option<OwnedSemaphorePermit> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => None,
+        p = sem.clone().acquire_owned() => p.ok(),
+    }
+}
+
 /// Run blocking `f` on the blocking pool.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
@@ -603,6 +591,12 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(std::io::Error::other)?
+}
+
+/// Whether a file of `size` bytes is fetched over several connections
+/// (when the server honours ranges).
+fn segmentable(size: u64, config: &TransferConfig) -> bool {
+    size >= config.segment_threshold && config.segments > 1
 }
 
 /// Decide how to start: resume from a matching sidecar or start over.
@@ -613,7 +607,7 @@ fn plan_file(
 ) -> std::io::Result<Plan> {
     std::fs::create_dir_all(&job.partial_dir)?;
     let size = job.expected_size;
-    let segmented = size >= config.segment_threshold && config.segments > 1;
+    let segmented = segmentable(size, config);
     let Some(state) = sidecar::load(&paths.sidecar)? else {
         return Ok(Plan::fresh(size, segmented, config));
     };
@@ -733,15 +727,9 @@ async fn run_pass(
             .await
             .map(|()| None)
     } else {
-        let connections = ctx.connections.clone();
-        let permit = tokio::select! {
-            biased;
-            _ = pass.cancel.cancelled() => Err(StreamEnd::Cancelled),
-            p = connections.acquire_owned() => p.map_err(|_| StreamEnd::Cancelled),
-        };
-        match permit {
-            Ok(_permit) => Stream::new(pass.clone(), 0, inline).run(carried).await,
-            Err(e) => Err(e),
+        match permit(&ctx.connections, &pass.cancel).await {
+            Some(_permit) => Stream::new(pass.clone(), 0, inline).run(carried).await,
+            None => Err(StreamEnd::Cancelled),
         }
     };
 

@@ -82,11 +82,8 @@ async fn work(
             }
         }
     }
-    let connections = pass.file.connections.clone();
-    let _permit = tokio::select! {
-        biased;
-        _ = pass.cancel.cancelled() => return Err(StreamEnd::Cancelled),
-        p = connections.acquire_owned() => p.map_err(|_| StreamEnd::Cancelled)?,
+    let Some(_permit) = super::permit(&pass.file.connections, &pass.cancel).await else {
+        return Err(StreamEnd::Cancelled);
     };
     let mut next = first;
     loop {

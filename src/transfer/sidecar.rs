@@ -247,14 +247,16 @@ pub fn store(paths: &PartialPaths, sidecar: &Sidecar) -> std::io::Result<()> {
 
 /// Remove the sidecar (and a stray temporary), ignoring absence.
 pub fn remove(paths: &PartialPaths) -> std::io::Result<()> {
-    for p in [&paths.sidecar, &paths.sidecar_tmp] {
-        match std::fs::remove_file(p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+    remove_if_exists(&paths.sidecar)?;
+    remove_if_exists(&paths.sidecar_tmp)
+}
+
+/// Remove a file; one that is already gone is fine.
+pub(crate) fn remove_if_exists(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The kernel's boot id (Linux), read once. `None` elsewhere, which makes

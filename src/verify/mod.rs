@@ -40,6 +40,16 @@ pub struct Verified {
     pub crc64: u64,
 }
 
+impl From<Digests> for Verified {
+    fn from(d: Digests) -> Self {
+        Self {
+            size: d.size,
+            sha256: d.sha256,
+            crc64: d.crc64,
+        }
+    }
+}
+
 impl Verified {
     /// The SHA-256 as lowercase hex.
     pub fn sha256_hex(&self) -> String {
@@ -144,11 +154,7 @@ pub fn verify_file(path: &Path, expect: &Expectations) -> Result<Verified, Verif
     if let Some(rdb) = rdb {
         rdb.finish().map_err(|e| VerifyError::from_rdb(path, e))?;
     }
-    Ok(Verified {
-        size: digests.size,
-        sha256: digests.sha256,
-        crc64: digests.crc64,
-    })
+    Ok(digests.into())
 }
 
 /// Check `path` against `expect` using digests already computed while the
@@ -166,11 +172,7 @@ pub fn verify_with_digests(
         read_all(&mut file, path, |chunk| rdb.update(chunk))?;
         rdb.finish().map_err(|e| VerifyError::from_rdb(path, e))?;
     }
-    Ok(Verified {
-        size: digests.size,
-        sha256: digests.sha256,
-        crc64: digests.crc64,
-    })
+    Ok((*digests).into())
 }
 
 /// Open the file and check its length before reading anything.
