@@ -122,8 +122,10 @@ pub enum TransferError {
         /// The last error (redacted).
         last: String,
     },
-    /// The object kept changing under the download.
-    #[error("{file}: object changed {restarts} times during the download, giving up")]
+    /// The download had to start over from byte 0 too often (the object
+    /// was replaced, the server ignored or refused ranges, or resumed bytes
+    /// did not match the CRC).
+    #[error("{file}: had to start over from byte 0 {restarts} times (object replaced, range ignored or refused, or resumed bytes not matching the CRC-64), giving up; the log names each reason")]
     TooManyRestarts {
         /// The file.
         file: FileRef,
