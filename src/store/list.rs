@@ -52,8 +52,15 @@ pub enum IgnoredReason {
     #[error("not a directory")]
     NotADirectory,
     /// A directory whose name cannot be an instance id.
-    #[error("not an instance directory ({0})")]
-    NotAnInstance(#[source] crate::model::UnsafeFileName),
+    #[error("not an instance directory (the name {})", .0.why)]
+    NotAnInstance(crate::model::UnsafeFileName),
+    /// A directory whose name is not UTF-8, so no set directory tcbackup
+    /// wrote.
+    #[error("not a set directory (the name is not UTF-8)")]
+    NameNotUtf8,
+    /// A directory whose name cannot be a set directory's.
+    #[error("not a set directory (the name {})", .0.why)]
+    NotASet(crate::model::UnsafeFileName),
     /// A directory without a usable manifest.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -101,27 +108,25 @@ impl Store {
         };
         for entry in entries {
             let entry = entry.map_err(io_error("list", &instance_dir))?;
-            let Ok(dir_name) = entry.file_name().into_string() else {
-                listing.ignored.push(IgnoredEntry {
-                    path: entry.path(),
-                    reason: IgnoredReason::Manifest(ManifestError::Inconsistent(
-                        "the directory name is not UTF-8",
-                    )),
-                });
-                continue;
-            };
-            if dir_name.starts_with('.') {
-                continue;
-            }
             let path = entry.path();
-            let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
-            if !is_dir || check_file_name(&dir_name).is_err() {
-                listing.ignored.push(IgnoredEntry {
-                    path,
-                    reason: IgnoredReason::NotADirectory,
-                });
+            let file_name = entry.file_name();
+            if file_name.as_encoded_bytes().starts_with(b".") {
                 continue;
             }
+            let reason = if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                Some(IgnoredReason::NotADirectory)
+            } else {
+                match file_name.to_str().map(check_file_name) {
+                    None => Some(IgnoredReason::NameNotUtf8),
+                    Some(Err(unsafe_name)) => Some(IgnoredReason::NotASet(unsafe_name)),
+                    Some(Ok(_)) => None,
+                }
+            };
+            if let Some(reason) = reason {
+                listing.ignored.push(IgnoredEntry { path, reason });
+                continue;
+            }
+            let dir_name = file_name.to_string_lossy().into_owned();
             match Manifest::read_from(&path) {
                 Ok(manifest) if manifest.instance_id != instance_id => {
                     listing.ignored.push(IgnoredEntry {

@@ -535,3 +535,17 @@ fn the_lock_is_exclusive_until_dropped() {
     drop(held);
     other.lock().unwrap();
 }
+
+#[test]
+fn a_directory_whose_name_cannot_be_a_set_is_reported_as_such() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = store_in(temp.path());
+    let instance_dir = store.instance_dir(INSTANCE).unwrap();
+    std::fs::create_dir_all(instance_dir.join("bad\nname")).unwrap();
+    let listing = store.list_sets(INSTANCE).unwrap();
+    assert_eq!(listing.ignored.len(), 1);
+    assert_eq!(
+        listing.ignored[0].reason.to_string(),
+        "not a set directory (the name contains a control character)"
+    );
+}
