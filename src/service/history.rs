@@ -68,10 +68,11 @@ impl History {
         };
         let text = metrics::render(&self.instances);
         let target = path.to_path_buf();
-        let written = tokio::task::spawn_blocking(move || metrics::write_atomically(&target, &text))
-            .await
-            .map_err(io::Error::other)
-            .and_then(|written| written);
+        let written =
+            tokio::task::spawn_blocking(move || metrics::write_atomically(&target, &text))
+                .await
+                .map_err(io::Error::other)
+                .and_then(|written| written);
         if let Err(e) = written {
             tracing::warn!(path = %path.display(), "metrics file not written: {e}");
         }
