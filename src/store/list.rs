@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::layout::DELETING_PREFIX;
 use super::manifest::{Manifest, ManifestError};
-use super::{check_instance_id, io_error, sync_dir, Store, StoreError};
+use super::{io_error, sync_dir, Store, StoreError};
 use crate::model::{check_file_name, BackupKind};
 use crate::retention::SetInfo;
 
@@ -98,8 +98,7 @@ impl Store {
     /// skipped; other entries without a valid manifest are reported in
     /// [`Listing::ignored`].
     pub fn list_sets(&self, instance_id: &str) -> Result<Listing, StoreError> {
-        check_instance_id(instance_id)?;
-        let instance_dir = self.root.join(instance_id);
+        let instance_dir = self.instance_dir(instance_id)?;
         let mut listing = Listing::default();
         let entries = match fs::read_dir(&instance_dir) {
             Ok(entries) => entries,
@@ -198,9 +197,8 @@ impl Store {
     /// that looks published), then removed. Refuses when the directory no
     /// longer holds the listed set.
     pub fn delete_set(&self, set: &LocalSet) -> Result<(), StoreError> {
-        check_instance_id(&set.instance_id)?;
         // The path is rebuilt from checked names rather than trusted.
-        let instance_dir = self.root.join(&set.instance_id);
+        let instance_dir = self.instance_dir(&set.instance_id)?;
         let dir = instance_dir.join(&set.dir_name);
         let stale = || StoreError::Stale {
             dir: dir.clone(),

@@ -89,11 +89,7 @@ impl Store {
         backup_id: &str,
     ) -> Result<PathBuf, StoreError> {
         check_instance_id(instance_id)?;
-        let dir = self
-            .root
-            .join(PARTIAL_DIR)
-            .join(instance_id)
-            .join(partial_dir_name(kind, backup_id));
+        let dir = self.partial_path(instance_id, kind, backup_id);
         fs::create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
         if fs::symlink_metadata(dir.join(OWNER_FILE)).is_err() {
             let owner = PartialOwner {
@@ -108,6 +104,19 @@ impl Store {
             write_synced(&dir, OWNER_FILE, &json)?;
         }
         Ok(dir)
+    }
+
+    /// Where a backup's partial files live; the instance id must be checked.
+    pub(super) fn partial_path(
+        &self,
+        instance_id: &str,
+        kind: BackupKind,
+        backup_id: &str,
+    ) -> PathBuf {
+        self.root
+            .join(PARTIAL_DIR)
+            .join(instance_id)
+            .join(partial_dir_name(kind, backup_id))
     }
 
     /// Remove partial directories that are no longer needed: those of
@@ -134,8 +143,8 @@ impl Store {
                 let idle = idle_for(&dir, now);
                 let reason = match &owner {
                     Some(owner) => {
-                        let published = published
-                            .get_or_insert_with(|| self.published_backups(&instance_name));
+                        let published =
+                            published.get_or_insert_with(|| self.published_backups(&instance_name));
                         if published.contains(&(owner.kind, owner.backup_id.clone())) {
                             Some(PartialRemoval::Published)
                         } else if idle < grace
