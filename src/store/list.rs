@@ -1,6 +1,7 @@
 //! Listing published sets (only directories with a valid manifest count;
 //! everything else visible is reported) and deleting one atomically.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 use super::layout::DELETING_PREFIX;
 use super::manifest::{Manifest, ManifestError};
 use super::{io_error, sync_dir, Store, StoreError};
-use crate::model::{check_file_name, BackupKind};
+use crate::model::{check_file_name, BackupKind, UnsafeFileName};
 use crate::retention::SetInfo;
 
 /// A published set on disk.
@@ -53,14 +54,10 @@ pub enum IgnoredReason {
     NotADirectory,
     /// A directory whose name cannot be an instance id.
     #[error("not an instance directory (the name {})", .0.why)]
-    NotAnInstance(crate::model::UnsafeFileName),
-    /// A directory whose name is not UTF-8, so no set directory tcbackup
-    /// wrote.
-    #[error("not a set directory (the name is not UTF-8)")]
-    NameNotUtf8,
+    NotAnInstance(UnsafeFileName),
     /// A directory whose name cannot be a set directory's.
     #[error("not a set directory (the name {})", .0.why)]
-    NotASet(crate::model::UnsafeFileName),
+    NotASet(UnsafeFileName),
     /// A directory without a usable manifest.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -112,20 +109,18 @@ impl Store {
             if file_name.as_encoded_bytes().starts_with(b".") {
                 continue;
             }
-            let reason = if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
-                Some(IgnoredReason::NotADirectory)
+            let named = if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                plain_name(&file_name).map_err(IgnoredReason::NotASet)
             } else {
-                match file_name.to_str().map(check_file_name) {
-                    None => Some(IgnoredReason::NameNotUtf8),
-                    Some(Err(unsafe_name)) => Some(IgnoredReason::NotASet(unsafe_name)),
-                    Some(Ok(_)) => None,
+                Err(IgnoredReason::NotADirectory)
+            };
+            let dir_name = match named {
+                Ok(name) => name.to_string(),
+                Err(reason) => {
+                    listing.ignored.push(IgnoredEntry { path, reason });
+                    continue;
                 }
             };
-            if let Some(reason) = reason {
-                listing.ignored.push(IgnoredEntry { path, reason });
-                continue;
-            }
-            let dir_name = file_name.to_string_lossy().into_owned();
             match Manifest::read_from(&path) {
                 Ok(manifest) if manifest.instance_id != instance_id => {
                     listing.ignored.push(IgnoredEntry {
@@ -164,8 +159,8 @@ impl Store {
         let mut instances = Vec::new();
         for entry in entries {
             let entry = entry.map_err(io_error("list", &self.root))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
+            let name = entry.file_name();
+            if name.as_encoded_bytes().starts_with(b".") {
                 continue;
             }
             if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
@@ -175,8 +170,8 @@ impl Store {
                 });
                 continue;
             }
-            match check_file_name(&name) {
-                Ok(_) => instances.push(name),
+            match plain_name(&name) {
+                Ok(name) => instances.push(name.to_string()),
                 Err(err) => listing.ignored.push(IgnoredEntry {
                     path: entry.path(),
                     reason: IgnoredReason::NotAnInstance(err),
@@ -227,5 +222,17 @@ impl Store {
             tracing::warn!(dir = %doomed.display(), error = %err, "could not remove a deleted set's files; the next run retries");
         }
         Ok(())
+    }
+}
+
+/// A directory entry's name as a plain UTF-8 file name. A name that is not
+/// UTF-8 is refused too: read back lossily it would name another path.
+fn plain_name(name: &OsStr) -> Result<&str, UnsafeFileName> {
+    match name.to_str() {
+        Some(name) => check_file_name(name),
+        None => Err(UnsafeFileName {
+            name: name.to_string_lossy().into_owned(),
+            why: "is not UTF-8",
+        }),
     }
 }
