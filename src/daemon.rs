@@ -501,6 +501,14 @@ impl Daemon {
         }
     }
 
+    /// A cycle that could not start: logged, and a fail ping sent.
+    async fn not_started(&self, active: &Active, why: String) -> Outcome {
+        tracing::error!("cycle not started: {why}");
+        self.ping(active, Ping::Fail, &format!("cycle not started: {why}"))
+            .await;
+        Outcome::Failed(why)
+    }
+
     /// One scheduled cycle under the lock, with STATUS updates, reloads
     /// checked on the side (a good one lands in `pending`) and the stop
     /// signal's grace period.
@@ -512,22 +520,18 @@ impl Daemon {
     ) -> Outcome {
         let token = self.shutdown.token();
         let store = active.ctx.store.clone();
-        let lock = match tokio::task::spawn_blocking(move || store.lock()).await {
+        let locked = tokio::task::spawn_blocking(move || store.lock())
+            .await
+            .map_err(|lost| lost.to_string());
+        let lock = match locked {
             Ok(Ok(lock)) => lock,
             Ok(Err(e @ StoreError::Locked { .. })) => {
                 tracing::warn!("cycle skipped: {e}; it is tried again at the next run");
                 return Outcome::Skipped(e.to_string());
             }
-            Ok(Err(e)) => {
-                tracing::error!("cycle not started: {e}");
-                self.ping(active, Ping::Fail, &format!("cycle not started: {e}"))
-                    .await;
-                return Outcome::Failed(e.to_string());
-            }
-            Err(e) => {
-                tracing::error!("cycle not started: {e}");
-                return Outcome::Failed(e.to_string());
-            }
+            // Either way no cycle runs: the health check hears of it.
+            Ok(Err(e)) => return self.not_started(active, e.to_string()).await,
+            Err(lost) => return self.not_started(active, lost).await,
         };
         let started = self.clock.now();
         tracing::info!("cycle started");

@@ -247,7 +247,7 @@ impl Validator<'_> {
                 value,
                 place,
                 key,
-                format!("{} is empty; give a directory path", place.name(key)),
+                format!("{} is empty; give an absolute path", place.name(key)),
             );
             return PathBuf::new();
         }

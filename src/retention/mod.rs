@@ -360,8 +360,9 @@ fn decide(
         by_kind.entry(set.kind).or_default().push(index);
     }
     let mut decisions = Vec::with_capacity(sets.len());
+    // `None` until a base group is seen; then `Some`, because a group's
+    // newest set is always kept. `BackupKind` orders PgBase before PgLog.
     let mut oldest_kept_base: Option<DateTime<Utc>> = None;
-    let mut has_base = false;
     for (kind, mut indices) in by_kind {
         // Newest first; the id breaks ties so the plan does not depend on
         // listing order.
@@ -369,15 +370,9 @@ fn decide(
         let group: Vec<&SetInfo> = indices.iter().map(|&index| sets[index]).collect();
         let reasons = match kind {
             BackupKind::Redis | BackupKind::PgBase => keep_rules(&group, policy, now),
-            BackupKind::PgLog => log_rule(
-                &group,
-                has_base.then_some(oldest_kept_base).flatten(),
-                policy,
-                now,
-            ),
+            BackupKind::PgLog => log_rule(&group, oldest_kept_base, policy, now),
         };
         if kind == BackupKind::PgBase {
-            has_base = !group.is_empty();
             oldest_kept_base = group
                 .iter()
                 .zip(&reasons)

@@ -3,6 +3,7 @@
 //! the daemon and `--now` under a timer.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::path::Path;
 
 use super::metrics::{self, InstanceMetrics};
@@ -62,19 +63,18 @@ impl History {
 
     /// Write the metrics file, if one is configured; failures are logged.
     pub async fn write(&self, config: &crate::config::Config) {
-        let Some(path) = config.metrics_file.clone() else {
+        let Some(path) = config.metrics_file.as_deref() else {
             return;
         };
         let text = metrics::render(&self.instances);
-        let target = path.clone();
+        let target = path.to_path_buf();
         let written =
-            tokio::task::spawn_blocking(move || metrics::write_atomically(&target, &text)).await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(path = %path.display(), "metrics file not written: {e}")
-            }
-            Err(e) => tracing::warn!(path = %path.display(), "metrics file not written: {e}"),
+            tokio::task::spawn_blocking(move || metrics::write_atomically(&target, &text))
+                .await
+                .map_err(io::Error::other)
+                .and_then(|written| written);
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), "metrics file not written: {e}");
         }
     }
 }

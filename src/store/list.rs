@@ -1,14 +1,15 @@
 //! Listing published sets (only directories with a valid manifest count;
 //! everything else visible is reported) and deleting one atomically.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::path::PathBuf;
 
 use super::layout::DELETING_PREFIX;
 use super::manifest::{Manifest, ManifestError};
-use super::{check_instance_id, io_error, sync_dir, Store, StoreError};
-use crate::model::{check_file_name, BackupKind};
+use super::{io_error, sync_dir, Store, StoreError};
+use crate::model::{check_file_name, BackupKind, UnsafeFileName};
 use crate::retention::SetInfo;
 
 /// A published set on disk.
@@ -52,8 +53,11 @@ pub enum IgnoredReason {
     #[error("not a directory")]
     NotADirectory,
     /// A directory whose name cannot be an instance id.
-    #[error("not an instance directory ({0})")]
-    NotAnInstance(#[source] crate::model::UnsafeFileName),
+    #[error("not an instance directory (the name {})", .0.why)]
+    NotAnInstance(UnsafeFileName),
+    /// A directory whose name cannot be a set directory's.
+    #[error("not a set directory (the name {})", .0.why)]
+    NotASet(UnsafeFileName),
     /// A directory without a usable manifest.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -91,8 +95,7 @@ impl Store {
     /// skipped; other entries without a valid manifest are reported in
     /// [`Listing::ignored`].
     pub fn list_sets(&self, instance_id: &str) -> Result<Listing, StoreError> {
-        check_instance_id(instance_id)?;
-        let instance_dir = self.root.join(instance_id);
+        let instance_dir = self.instance_dir(instance_id)?;
         let mut listing = Listing::default();
         let entries = match fs::read_dir(&instance_dir) {
             Ok(entries) => entries,
@@ -101,27 +104,23 @@ impl Store {
         };
         for entry in entries {
             let entry = entry.map_err(io_error("list", &instance_dir))?;
-            let Ok(dir_name) = entry.file_name().into_string() else {
-                listing.ignored.push(IgnoredEntry {
-                    path: entry.path(),
-                    reason: IgnoredReason::Manifest(ManifestError::Inconsistent(
-                        "the directory name is not UTF-8",
-                    )),
-                });
-                continue;
-            };
-            if dir_name.starts_with('.') {
-                continue;
-            }
             let path = entry.path();
-            let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
-            if !is_dir || check_file_name(&dir_name).is_err() {
-                listing.ignored.push(IgnoredEntry {
-                    path,
-                    reason: IgnoredReason::NotADirectory,
-                });
+            let file_name = entry.file_name();
+            if file_name.as_encoded_bytes().starts_with(b".") {
                 continue;
             }
+            let named = if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                plain_name(&file_name).map_err(IgnoredReason::NotASet)
+            } else {
+                Err(IgnoredReason::NotADirectory)
+            };
+            let dir_name = match named {
+                Ok(name) => name.to_string(),
+                Err(reason) => {
+                    listing.ignored.push(IgnoredEntry { path, reason });
+                    continue;
+                }
+            };
             match Manifest::read_from(&path) {
                 Ok(manifest) if manifest.instance_id != instance_id => {
                     listing.ignored.push(IgnoredEntry {
@@ -160,8 +159,8 @@ impl Store {
         let mut instances = Vec::new();
         for entry in entries {
             let entry = entry.map_err(io_error("list", &self.root))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
+            let name = entry.file_name();
+            if name.as_encoded_bytes().starts_with(b".") {
                 continue;
             }
             if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
@@ -171,8 +170,8 @@ impl Store {
                 });
                 continue;
             }
-            match check_file_name(&name) {
-                Ok(_) => instances.push(name),
+            match plain_name(&name) {
+                Ok(name) => instances.push(name.to_string()),
                 Err(err) => listing.ignored.push(IgnoredEntry {
                     path: entry.path(),
                     reason: IgnoredReason::NotAnInstance(err),
@@ -193,9 +192,8 @@ impl Store {
     /// that looks published), then removed. Refuses when the directory no
     /// longer holds the listed set.
     pub fn delete_set(&self, set: &LocalSet) -> Result<(), StoreError> {
-        check_instance_id(&set.instance_id)?;
         // The path is rebuilt from checked names rather than trusted.
-        let instance_dir = self.root.join(&set.instance_id);
+        let instance_dir = self.instance_dir(&set.instance_id)?;
         let dir = instance_dir.join(&set.dir_name);
         let stale = || StoreError::Stale {
             dir: dir.clone(),
@@ -224,5 +222,17 @@ impl Store {
             tracing::warn!(dir = %doomed.display(), error = %err, "could not remove a deleted set's files; the next run retries");
         }
         Ok(())
+    }
+}
+
+/// A directory entry's name as a plain UTF-8 file name. A name that is not
+/// UTF-8 is refused too: read back lossily it would name another path.
+fn plain_name(name: &OsStr) -> Result<&str, UnsafeFileName> {
+    match name.to_str() {
+        Some(name) => check_file_name(name),
+        None => Err(UnsafeFileName {
+            name: name.to_string_lossy().into_owned(),
+            why: "is not UTF-8",
+        }),
     }
 }

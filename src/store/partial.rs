@@ -2,7 +2,7 @@
 //! directories handed to the transfer engine, their cleanup, and the
 //! removal of leftovers of interrupted publishes and deletes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -89,11 +89,7 @@ impl Store {
         backup_id: &str,
     ) -> Result<PathBuf, StoreError> {
         check_instance_id(instance_id)?;
-        let dir = self
-            .root
-            .join(PARTIAL_DIR)
-            .join(instance_id)
-            .join(partial_dir_name(kind, backup_id));
+        let dir = self.partial_path(instance_id, kind, backup_id);
         fs::create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
         if fs::symlink_metadata(dir.join(OWNER_FILE)).is_err() {
             let owner = PartialOwner {
@@ -108,6 +104,19 @@ impl Store {
             write_synced(&dir, OWNER_FILE, &json)?;
         }
         Ok(dir)
+    }
+
+    /// Where a backup's partial files live; the instance id must be checked.
+    pub(super) fn partial_path(
+        &self,
+        instance_id: &str,
+        kind: BackupKind,
+        backup_id: &str,
+    ) -> PathBuf {
+        self.root
+            .join(PARTIAL_DIR)
+            .join(instance_id)
+            .join(partial_dir_name(kind, backup_id))
     }
 
     /// Remove partial directories that are no longer needed: those of
@@ -125,36 +134,26 @@ impl Store {
     ) -> Result<Vec<RemovedPartial>, StoreError> {
         let partial_root = self.root.join(PARTIAL_DIR);
         let mut removed = Vec::new();
-        let mut published: HashMap<String, HashSet<(BackupKind, String)>> = HashMap::new();
         for (instance_name, instance_path) in subdirectories(&partial_root)? {
+            // Listed at most once per instance, and only if a partial
+            // directory of it has an owner to look up.
+            let mut published: Option<HashSet<(BackupKind, String)>> = None;
             for (_, dir) in subdirectories(&instance_path)? {
                 let owner = read_owner(&dir).filter(|owner| owner.instance_id == instance_name);
                 let idle = idle_for(&dir, now);
                 let reason = match &owner {
                     Some(owner) => {
-                        let instance_published = match published.get(&owner.instance_id) {
-                            Some(sets) => sets,
-                            None => {
-                                let sets = match self.list_sets(&owner.instance_id) {
-                                    Ok(listing) => listing
-                                        .sets
-                                        .into_iter()
-                                        .map(|set| (set.manifest.kind, set.manifest.backup_id))
-                                        .collect(),
-                                    Err(_) => HashSet::new(),
-                                };
-                                published.entry(owner.instance_id.clone()).or_insert(sets)
-                            }
-                        };
-                        let key = (owner.kind, owner.backup_id.clone());
-                        let active_key = (
-                            owner.instance_id.clone(),
-                            owner.kind,
-                            owner.backup_id.clone(),
-                        );
-                        if instance_published.contains(&key) {
+                        let published =
+                            published.get_or_insert_with(|| self.published_backups(&instance_name));
+                        if published.contains(&(owner.kind, owner.backup_id.clone())) {
                             Some(PartialRemoval::Published)
-                        } else if active.contains(&active_key) || idle < grace {
+                        } else if idle < grace
+                            || active.contains(&(
+                                owner.instance_id.clone(),
+                                owner.kind,
+                                owner.backup_id.clone(),
+                            ))
+                        {
                             None
                         } else {
                             Some(PartialRemoval::NotListed { idle })
@@ -178,6 +177,21 @@ impl Store {
             let _ = fs::remove_dir(&instance_path);
         }
         Ok(removed)
+    }
+
+    /// The (kind, backup id) of every published set of an instance; an
+    /// instance that cannot be listed has none, so no partial directory is
+    /// removed as "published" on a guess.
+    fn published_backups(&self, instance_id: &str) -> HashSet<(BackupKind, String)> {
+        self.list_sets(instance_id)
+            .map(|listing| {
+                listing
+                    .sets
+                    .into_iter()
+                    .map(|set| (set.manifest.kind, set.manifest.backup_id))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Remove leftovers of interrupted publishes (`.tmp-*`) and deletes

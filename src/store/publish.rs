@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use super::layout::{partial_dir_name, set_dir_name, MANIFEST_FILE, PARTIAL_DIR, STAGING_PREFIX};
+use super::layout::{set_dir_name, MANIFEST_FILE, STAGING_PREFIX};
 use super::manifest::{FileRecord, Manifest, MANIFEST_FORMAT};
 use super::{check_instance_id, io_error, sync_dir, LocalSet, Store, StoreError};
 use crate::model::{check_file_name, BackupKind};
@@ -136,11 +136,7 @@ impl Store {
         if let Err(err) = sync_dir(&instance_dir) {
             tracing::warn!(error = %err, "published set may not survive a power loss");
         }
-        let partial = self
-            .root
-            .join(PARTIAL_DIR)
-            .join(&set.instance_id)
-            .join(partial_dir_name(set.kind, &set.backup_id));
+        let partial = self.partial_path(&set.instance_id, set.kind, &set.backup_id);
         match fs::remove_dir_all(&partial) {
             Ok(()) => {}
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}

@@ -535,3 +535,33 @@ fn the_lock_is_exclusive_until_dropped() {
     drop(held);
     other.lock().unwrap();
 }
+
+#[test]
+fn a_directory_whose_name_cannot_be_a_set_is_reported_as_such() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = store_in(temp.path());
+    let instance_dir = store.instance_dir(INSTANCE).unwrap();
+    std::fs::create_dir_all(instance_dir.join("bad\nname")).unwrap();
+    let listing = store.list_sets(INSTANCE).unwrap();
+    assert_eq!(listing.ignored.len(), 1);
+    assert_eq!(
+        listing.ignored[0].reason.to_string(),
+        "not a set directory (the name contains a control character)"
+    );
+}
+
+#[test]
+fn an_instance_directory_whose_name_is_not_utf8_is_reported_not_skipped() {
+    use std::os::unix::ffi::OsStrExt;
+    let temp = tempfile::tempdir().unwrap();
+    let store = store_in(temp.path());
+    let odd = store.root().join(std::ffi::OsStr::from_bytes(b"crs-\xff"));
+    std::fs::create_dir_all(&odd).unwrap();
+    let listing = store.list_all().unwrap();
+    assert_eq!(listing.ignored.len(), 1, "{:?}", listing.ignored);
+    assert_eq!(listing.ignored[0].path, odd);
+    assert_eq!(
+        listing.ignored[0].reason.to_string(),
+        "not an instance directory (the name is not UTF-8)"
+    );
+}

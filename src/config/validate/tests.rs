@@ -311,6 +311,19 @@ fn metrics_file_must_lie_outside_download_dir() {
 }
 
 #[test]
+fn an_empty_metrics_file_asks_for_a_path_not_a_directory() {
+    let text = MINIMAL.replace(
+        "download_dir = \"/var/lib/tcbackup\"",
+        "download_dir = \"/var/lib/tcbackup\"\nmetrics_file = \"\"",
+    );
+    let found = problems(&text);
+    assert!(
+        found[0].contains(":3: `metrics_file` is empty; give an absolute path"),
+        "{found:#?}"
+    );
+}
+
+#[test]
 fn credentials_must_come_in_pairs_and_are_never_echoed() {
     let key_only = MINIMAL.to_string() + "[credentials]\nsecret_key = \"TOPSECRETVALUE\"\n";
     let err = load(&key_only).unwrap_err().to_string();
