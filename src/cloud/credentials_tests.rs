@@ -357,16 +357,7 @@ async fn role_credentials_are_cached_then_refreshed_near_expiry() {
     let expiry = Arc::new(AtomicI64::new(1_800_000_400));
     let served = Arc::clone(&expiry);
     let meta = FakeMetadata::start(Some("role"), move || served.load(Ordering::SeqCst)).await;
-    let p = CredentialProvider::cvm_role(
-        &MetadataConfig {
-            base_url: meta.base_url.clone(),
-            ..MetadataConfig::default()
-        },
-        Arc::new(clock.clone()),
-    )
-    .await
-    .expect("metadata")
-    .expect("role");
+    let p = meta.role_provider(Arc::new(clock.clone())).await;
     assert_eq!(meta.fetches(), 1);
     // 400 s left: still more than the 300 s margin, cached.
     assert_eq!(p.credentials().await.expect("c").secret_id, "tmp-id-1");
