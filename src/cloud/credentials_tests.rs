@@ -399,3 +399,37 @@ fn masking_and_debug_never_show_keys() {
         "{text}"
     );
 }
+
+#[test]
+fn a_half_pair_or_a_lone_token_names_what_is_missing() {
+    let names = |token| PairNames {
+        origin: "the environment".into(),
+        secret_id: "ID",
+        secret_key: "KEY",
+        token,
+        fix: "fix it",
+    };
+    let lone_token = Some(("TOKEN", "ID and KEY"));
+    let message =
+        |r: Result<Option<(&str, &str)>, CredentialsError>| r.expect_err("incomplete").to_string();
+    assert_eq!(
+        message(names(lone_token).pair(Some("a"), None, false)),
+        "the environment gives ID but not KEY: fix it"
+    );
+    assert_eq!(
+        message(names(lone_token).pair(None, Some("b"), true)),
+        "the environment gives KEY but not ID: fix it"
+    );
+    assert_eq!(
+        message(names(lone_token).pair(None, None, true)),
+        "the environment gives TOKEN but not ID and KEY: fix it"
+    );
+    assert!(matches!(
+        names(None).pair::<&str, &str>(None, None, true),
+        Ok(None)
+    ));
+    assert!(matches!(
+        names(lone_token).pair(Some("a"), Some("b"), true),
+        Ok(Some(("a", "b")))
+    ));
+}
