@@ -217,11 +217,8 @@ pub fn signatures_match(a: &str, b: &str) -> bool {
 /// the port only when it is not the scheme's default).
 pub fn host_of(base_url: &str) -> String {
     if let Ok(url) = url::Url::parse(base_url) {
-        if let Some(host) = url.host_str() {
-            return match url.port() {
-                Some(port) => format!("{host}:{port}"),
-                None => host.to_string(),
-            };
+        if url.host_str().is_some() {
+            return host_header(&url);
         }
     }
     // Not a URL the `url` crate understands: take the authority as written.
@@ -229,6 +226,17 @@ pub fn host_of(base_url: &str) -> String {
         .split_once("://")
         .map_or(base_url, |(_, rest)| rest);
     rest.split(['/', '?', '#']).next().unwrap_or("").to_string()
+}
+
+/// The `Host` header value for a parsed URL: its host, plus the port when
+/// it is not the scheme's default (what HTTP clients send, so what a server
+/// verifies a signature over). Also used for the TC3-signed API requests.
+pub fn host_header(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
 }
 
 /// Encode an object key for the URL path (keeps `/` and `-_.~`).

@@ -23,6 +23,7 @@ use crate::cloud::error::{is_rate_limit_code, ApiError, TransportError, Transpor
 use crate::cloud::ratelimit::{RateLimiter, RateLimits};
 use crate::cloud::retry::{classify, Backoff, RetryAction, RetryConfig};
 use crate::cloud::sign::{sign, SignRequest};
+use crate::cos::host_header;
 use crate::model::Service;
 use crate::secret::redact_url;
 
@@ -370,16 +371,6 @@ fn credentials_not_header_safe(action: &str) -> ApiError {
         action: action.to_string(),
         reason: "the SecretId or token contains characters not allowed in an http header"
             .to_string(),
-    }
-}
-
-/// The Host header: the URL's host, plus the port when it is not the
-/// scheme's default (what HTTP clients send, so what the server verifies).
-fn host_header(url: &url::Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
     }
 }
 
