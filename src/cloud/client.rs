@@ -197,6 +197,7 @@ impl ApiClient {
                 })?,
             );
         let region = region.filter(|r| !r.is_empty());
+        let target = self.target(service)?;
         let max_attempts = self.inner.config.retry.max_attempts.max(1);
         let mut attempt = 0u32;
         let mut retries = 0u32;
@@ -207,7 +208,9 @@ impl ApiClient {
             self.inner.limiter.acquire(service, action).await;
             let creds = self.inner.credentials.credentials().await?;
             let started = tokio::time::Instant::now();
-            let result = self.send_once(service, action, region, &body, &creds).await;
+            let result = self
+                .send_once(service, action, region, &target, &body, &creds)
+                .await;
             let elapsed_ms = started.elapsed().as_millis() as u64;
             let err = match result {
                 Ok(answer) => {
@@ -243,8 +246,10 @@ impl ApiClient {
                     tracing::debug!(%service, action, "token rejected, refreshing temporary credentials once");
                     self.inner.credentials.refresh(&creds).await?;
                 }
-                RetryAction::Backoff | RetryAction::SlowBackoff if retries + 1 < max_attempts => {
-                    let slow = classify(&err) == RetryAction::SlowBackoff;
+                how @ (RetryAction::Backoff | RetryAction::SlowBackoff)
+                    if retries + 1 < max_attempts =>
+                {
+                    let slow = how == RetryAction::SlowBackoff;
                     let delay = self.next_delay(retries, slow);
                     retries += 1;
                     tracing::debug!(%service, action, attempt, delay_ms = delay.as_millis() as u64, "retrying after backoff");
@@ -262,15 +267,8 @@ impl ApiClient {
         backoff.delay(retry, slow)
     }
 
-    /// Sign and send one request; parse the envelope.
-    async fn send_once(
-        &self,
-        service: Service,
-        action: &str,
-        region: Option<&str>,
-        body: &Bytes,
-        creds: &Credentials,
-    ) -> Result<Answer, ApiError> {
+    /// Where requests for `service` go, worked out once per call.
+    fn target(&self, service: Service) -> Result<Target, ApiError> {
         let url = match &self.inner.endpoint {
             Some(url) => url.clone(),
             None => url::Url::parse(&default_endpoint(service)).map_err(|e| ApiError::Setup {
@@ -278,6 +276,20 @@ impl ApiClient {
             })?,
         };
         let host = host_header(&url);
+        Ok(Target { url, host })
+    }
+
+    /// Sign and send one request; parse the envelope.
+    async fn send_once(
+        &self,
+        service: Service,
+        action: &str,
+        region: Option<&str>,
+        target: &Target,
+        body: &Bytes,
+        creds: &Credentials,
+    ) -> Result<Answer, ApiError> {
+        let Target { url, host } = target;
         // The clock is read once: the header and the scope date agree.
         let timestamp = self.inner.clock.unix();
         let signed_headers = [("content-type", CONTENT_TYPE), ("host", host.as_str())];
@@ -364,6 +376,12 @@ impl ApiClient {
         tracing::trace!(%service, action, bytes = raw.len(), body = %redact_body(&raw), "api answer");
         parse_envelope(action, &raw)
     }
+}
+
+/// The URL of a service's endpoint and the Host header signed for it.
+struct Target {
+    url: url::Url,
+    host: String,
 }
 
 fn credentials_not_header_safe(action: &str) -> ApiError {
