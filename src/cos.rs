@@ -217,11 +217,8 @@ pub fn signatures_match(a: &str, b: &str) -> bool {
 /// the port only when it is not the scheme's default).
 pub fn host_of(base_url: &str) -> String {
     if let Ok(url) = url::Url::parse(base_url) {
-        if let Some(host) = url.host_str() {
-            return match url.port() {
-                Some(port) => format!("{host}:{port}"),
-                None => host.to_string(),
-            };
+        if url.host_str().is_some() {
+            return host_header(&url);
         }
     }
     // Not a URL the `url` crate understands: take the authority as written.
@@ -229,6 +226,17 @@ pub fn host_of(base_url: &str) -> String {
         .split_once("://")
         .map_or(base_url, |(_, rest)| rest);
     rest.split(['/', '?', '#']).next().unwrap_or("").to_string()
+}
+
+/// The `Host` header value for a parsed URL: its host, plus the port when
+/// it is not the scheme's default (what HTTP clients send, so what a server
+/// verifies a signature over). Also used for the TC3-signed API requests.
+pub fn host_header(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
 }
 
 /// Encode an object key for the URL path (keeps `/` and `-_.~`).
@@ -302,27 +310,29 @@ pub fn decode_component(s: &str) -> String {
     percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
 }
 
+/// The `name=value` pairs of a raw query string, decoded, in order.
+fn decoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|part| {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        (decode_component(k), decode_component(v))
+    })
+}
+
 /// All query parameters of a raw query string as decoded (name, value) pairs,
 /// with the `q-*` pairs found inside a `sign=` parameter spliced in.
 fn query_pairs(query: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for part in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').unwrap_or((part, ""));
-        let name = decode_component(k);
-        let value = decode_component(v);
+    for (name, value) in decoded_pairs(query) {
         if name == "sign" {
             // The Redis shape: one parameter holding the URL-encoded q-string.
-            for inner in value.split('&').filter(|p| !p.is_empty()) {
-                let (ik, iv) = inner.split_once('=').unwrap_or((inner, ""));
-                out.push((decode_component(ik), decode_component(iv)));
-            }
+            out.extend(decoded_pairs(&value));
         }
         out.push((name, value));
     }
     out
 }
 
-/// The query part of a URL (between `?` and `#`), or the whole text if it has no `?`.
+/// The query part of a URL (between `?` and `#`), or "" if it has no `?`.
 fn query_of(url: &str) -> &str {
     let without_fragment = url.split('#').next().unwrap_or(url);
     match without_fragment.split_once('?') {
@@ -405,7 +415,7 @@ impl UrlAuth {
         // Both were checked in `from_query`.
         let sign = parse_window("q-sign-time", &self.sign_time).unwrap_or((i64::MAX, i64::MIN));
         let key = parse_window("q-key-time", &self.key_time).unwrap_or((i64::MAX, i64::MIN));
-        (sign.0.max(key.0), sign.1.min(key.1))
+        overlap(sign, key)
     }
 
     /// The decoded value of query parameter `name` (case-insensitive), if present.
@@ -481,6 +491,12 @@ fn parse_window(param: &'static str, value: &str) -> Result<(i64, i64), CosAuthE
     Ok((start, end))
 }
 
+/// The part of two `(start, end)` windows that lies in both: a URL works
+/// only while both `q-sign-time` and `q-key-time` hold.
+fn overlap(a: (i64, i64), b: (i64, i64)) -> (i64, i64) {
+    (a.0.max(b.0), a.1.min(b.1))
+}
+
 /// The validity window `(start, end)` in Unix seconds of a presigned URL, from
 /// `q-sign-time` and `q-key-time` (the later start, the earlier end), in either
 /// URL shape. `None` when neither parameter is present or readable.
@@ -493,7 +509,7 @@ pub fn url_validity(url: &str) -> Option<(i64, i64)> {
             .and_then(|(_, v)| parse_window(name, v).ok())
     };
     match (window("q-sign-time"), window("q-key-time")) {
-        (Some(a), Some(b)) => Some((a.0.max(b.0), a.1.min(b.1))),
+        (Some(a), Some(b)) => Some(overlap(a, b)),
         (Some(a), None) | (None, Some(a)) => Some(a),
         (None, None) => None,
     }

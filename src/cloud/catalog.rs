@@ -112,10 +112,7 @@ impl Catalog {
             }
             Service::Postgres => {
                 let mut out = Vec::new();
-                for (kind, api_kind) in [
-                    (BackupKind::PgBase, PgBackupType::Base),
-                    (BackupKind::PgLog, PgBackupType::Log),
-                ] {
+                for (kind, api_kind) in PG_KINDS {
                     if !pg_kinds.contains(&kind) {
                         continue;
                     }
@@ -168,47 +165,53 @@ impl Catalog {
         url_lifetime_hours: u32,
     ) -> Result<Vec<ResolvedFile>, ApiError> {
         let region = Some(backup.region.as_str()).filter(|r| !r.is_empty());
-        match backup.kind {
-            BackupKind::Redis => self.resolve_redis(backup, region).await,
-            BackupKind::PgBase | BackupKind::PgLog => {
-                let api_kind = if backup.kind == BackupKind::PgBase {
-                    PgBackupType::Base
-                } else {
-                    PgBackupType::Log
-                };
-                let action = "DescribeBackupDownloadURL";
-                let [file] = backup.files.as_slice() else {
-                    return Err(ApiError::BadResponse {
-                        action: api_kind.list_action().to_string(),
-                        what: format!(
-                            "{} files for postgres backup {} (expected exactly one)",
-                            backup.files.len(),
-                            backup.backup_id
-                        ),
-                    });
-                };
-                check_file_name(&file.name).map_err(|e| ApiError::BadResponse {
-                    action: api_kind.list_action().to_string(),
-                    what: e.to_string(),
-                })?;
-                let url = postgres::download_url(
-                    &self.client,
-                    region,
-                    &backup.instance_id,
-                    api_kind,
-                    &backup.backup_id,
-                    url_lifetime_hours,
-                )
-                .await
-                .map_err(|e| not_found(e, Service::Postgres, &backup.instance_id, region))?;
-                tracing::debug!(action, backup_id = %backup.backup_id, file = %file.name, "resolved download url");
-                Ok(vec![ResolvedFile {
-                    name: file.name.clone(),
-                    expected_size: file.expected_size,
-                    url: SignedUrl::new(url),
-                }])
+        match pg_api_kind(backup.kind) {
+            None => self.resolve_redis(backup, region).await,
+            Some(api_kind) => {
+                self.resolve_pg(backup, api_kind, region, url_lifetime_hours)
+                    .await
             }
         }
+    }
+
+    async fn resolve_pg(
+        &self,
+        backup: &RemoteBackup,
+        api_kind: PgBackupType,
+        region: Option<&str>,
+        url_lifetime_hours: u32,
+    ) -> Result<Vec<ResolvedFile>, ApiError> {
+        let action = "DescribeBackupDownloadURL";
+        let [file] = backup.files.as_slice() else {
+            return Err(ApiError::BadResponse {
+                action: api_kind.list_action().to_string(),
+                what: format!(
+                    "{} files for postgres backup {} (expected exactly one)",
+                    backup.files.len(),
+                    backup.backup_id
+                ),
+            });
+        };
+        check_file_name(&file.name).map_err(|e| ApiError::BadResponse {
+            action: api_kind.list_action().to_string(),
+            what: e.to_string(),
+        })?;
+        let url = postgres::download_url(
+            &self.client,
+            region,
+            &backup.instance_id,
+            api_kind,
+            &backup.backup_id,
+            url_lifetime_hours,
+        )
+        .await
+        .map_err(|e| not_found(e, Service::Postgres, &backup.instance_id, region))?;
+        tracing::debug!(action, backup_id = %backup.backup_id, file = %file.name, "resolved download url");
+        Ok(vec![ResolvedFile {
+            name: file.name.clone(),
+            expected_size: file.expected_size,
+            url: SignedUrl::new(url),
+        }])
     }
 
     async fn resolve_redis(
@@ -368,6 +371,20 @@ impl ItemTimes<'_> {
             .parse_optional(text)
             .map_err(|e| self.error(field, e))
     }
+}
+
+/// The PostgreSQL kinds of the domain model and the API's backup type of each.
+const PG_KINDS: [(BackupKind, PgBackupType); 2] = [
+    (BackupKind::PgBase, PgBackupType::Base),
+    (BackupKind::PgLog, PgBackupType::Log),
+];
+
+/// The PostgreSQL backup type that holds backups of `kind`; `None` for Redis.
+fn pg_api_kind(kind: BackupKind) -> Option<PgBackupType> {
+    PG_KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|&(_, api_kind)| api_kind)
 }
 
 fn instance_not_found(service: Service, instance_id: &str, region: Option<&str>) -> ApiError {

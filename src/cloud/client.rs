@@ -23,6 +23,7 @@ use crate::cloud::error::{is_rate_limit_code, ApiError, TransportError, Transpor
 use crate::cloud::ratelimit::{RateLimiter, RateLimits};
 use crate::cloud::retry::{classify, Backoff, RetryAction, RetryConfig};
 use crate::cloud::sign::{sign, SignRequest};
+use crate::cos::host_header;
 use crate::model::Service;
 use crate::secret::redact_url;
 
@@ -196,6 +197,7 @@ impl ApiClient {
                 })?,
             );
         let region = region.filter(|r| !r.is_empty());
+        let target = self.target(service)?;
         let max_attempts = self.inner.config.retry.max_attempts.max(1);
         let mut attempt = 0u32;
         let mut retries = 0u32;
@@ -206,7 +208,9 @@ impl ApiClient {
             self.inner.limiter.acquire(service, action).await;
             let creds = self.inner.credentials.credentials().await?;
             let started = tokio::time::Instant::now();
-            let result = self.send_once(service, action, region, &body, &creds).await;
+            let result = self
+                .send_once(service, action, region, &target, &body, &creds)
+                .await;
             let elapsed_ms = started.elapsed().as_millis() as u64;
             let err = match result {
                 Ok(answer) => {
@@ -242,8 +246,10 @@ impl ApiClient {
                     tracing::debug!(%service, action, "token rejected, refreshing temporary credentials once");
                     self.inner.credentials.refresh(&creds).await?;
                 }
-                RetryAction::Backoff | RetryAction::SlowBackoff if retries + 1 < max_attempts => {
-                    let slow = classify(&err) == RetryAction::SlowBackoff;
+                how @ (RetryAction::Backoff | RetryAction::SlowBackoff)
+                    if retries + 1 < max_attempts =>
+                {
+                    let slow = how == RetryAction::SlowBackoff;
                     let delay = self.next_delay(retries, slow);
                     retries += 1;
                     tracing::debug!(%service, action, attempt, delay_ms = delay.as_millis() as u64, "retrying after backoff");
@@ -261,15 +267,8 @@ impl ApiClient {
         backoff.delay(retry, slow)
     }
 
-    /// Sign and send one request; parse the envelope.
-    async fn send_once(
-        &self,
-        service: Service,
-        action: &str,
-        region: Option<&str>,
-        body: &Bytes,
-        creds: &Credentials,
-    ) -> Result<Answer, ApiError> {
+    /// Where requests for `service` go, worked out once per call.
+    fn target(&self, service: Service) -> Result<Target, ApiError> {
         let url = match &self.inner.endpoint {
             Some(url) => url.clone(),
             None => url::Url::parse(&default_endpoint(service)).map_err(|e| ApiError::Setup {
@@ -277,6 +276,20 @@ impl ApiClient {
             })?,
         };
         let host = host_header(&url);
+        Ok(Target { url, host })
+    }
+
+    /// Sign and send one request; parse the envelope.
+    async fn send_once(
+        &self,
+        service: Service,
+        action: &str,
+        region: Option<&str>,
+        target: &Target,
+        body: &Bytes,
+        creds: &Credentials,
+    ) -> Result<Answer, ApiError> {
+        let Target { url, host } = target;
         // The clock is read once: the header and the scope date agree.
         let timestamp = self.inner.clock.unix();
         let signed_headers = [("content-type", CONTENT_TYPE), ("host", host.as_str())];
@@ -365,21 +378,17 @@ impl ApiClient {
     }
 }
 
+/// The URL of a service's endpoint and the Host header signed for it.
+struct Target {
+    url: url::Url,
+    host: String,
+}
+
 fn credentials_not_header_safe(action: &str) -> ApiError {
     ApiError::InvalidRequest {
         action: action.to_string(),
         reason: "the SecretId or token contains characters not allowed in an http header"
             .to_string(),
-    }
-}
-
-/// The Host header: the URL's host, plus the port when it is not the
-/// scheme's default (what HTTP clients send, so what the server verifies).
-fn host_header(url: &url::Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::cloud::credentials::{CredentialSource, MetadataConfig};
+use crate::cloud::credentials::CredentialSource;
 use crate::cloud::testutil::{FakeApi, FakeMetadata, Reply};
 
 const KEY: &str = "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE";
@@ -224,16 +224,7 @@ async fn token_failure_refreshes_role_credentials_once() {
         chrono::Utc::now().timestamp() + 3600
     })
     .await;
-    let creds = CredentialProvider::cvm_role(
-        &MetadataConfig {
-            base_url: meta.base_url.clone(),
-            ..MetadataConfig::default()
-        },
-        Arc::new(ManualClock::new()),
-    )
-    .await
-    .expect("metadata")
-    .expect("role bound");
+    let creds = meta.role_provider(Arc::new(ManualClock::new())).await;
     assert_eq!(meta.fetches(), 1);
     let api = FakeApi::start(KEY, |_, r| {
         if r.header("x-tc-token") == "tmp-token-1" {
@@ -268,16 +259,7 @@ async fn token_failure_twice_or_with_fixed_keys_fails() {
     assert!(err.is_auth());
 
     let meta = FakeMetadata::start(Some("r"), || chrono::Utc::now().timestamp() + 3600).await;
-    let creds = CredentialProvider::cvm_role(
-        &MetadataConfig {
-            base_url: meta.base_url.clone(),
-            ..MetadataConfig::default()
-        },
-        Arc::new(ManualClock::new()),
-    )
-    .await
-    .expect("metadata")
-    .expect("role");
+    let creds = meta.role_provider(Arc::new(ManualClock::new())).await;
     let c = client(&api.endpoint, creds, ManualClock::new());
     let err = describe(&c).await.expect_err("refresh does not help");
     assert_eq!(api.requests().len(), 3, "one more plus one after refresh");

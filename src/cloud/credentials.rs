@@ -430,53 +430,72 @@ pub fn mask_id(secret_id: &str) -> String {
 }
 
 fn from_config(explicit: &ConfigCredentials) -> Result<Option<Credentials>, CredentialsError> {
-    const FIX: &str = "set both secret_id and secret_key under [credentials], or remove both";
-    let origin = "[credentials] in the config file";
-    let id = explicit.secret_id.as_deref();
-    let key = explicit.secret_key.as_ref();
-    match (id, key) {
-        (None, None) => {
-            if explicit.token.is_some() {
-                return Err(CredentialsError::Incomplete {
-                    origin: origin.into(),
-                    present: "token",
-                    missing: "secret_id and secret_key",
-                    fix: FIX,
-                });
-            }
-            Ok(None)
-        }
-        (Some(_), None) => Err(CredentialsError::Incomplete {
-            origin: origin.into(),
-            present: "secret_id",
-            missing: "secret_key",
-            fix: FIX,
-        }),
-        (None, Some(_)) => Err(CredentialsError::Incomplete {
-            origin: origin.into(),
-            present: "secret_key",
-            missing: "secret_id",
-            fix: FIX,
-        }),
-        (Some(id), Some(key)) => {
-            let fix = "put the value from the CAM console, or remove the key";
-            let id = non_empty(id, "[credentials] secret_id", fix)?;
-            let key = non_empty(key.expose(), "[credentials] secret_key", fix)?;
-            let token = match &explicit.token {
-                Some(t) => Some(Secret::new(non_empty(
-                    t.expose(),
-                    "[credentials] token",
-                    fix,
-                )?)),
-                None => None,
-            };
-            Ok(Some(Credentials {
-                secret_id: id,
-                secret_key: Secret::new(key),
-                token,
-                expires_at: None,
-            }))
-        }
+    let names = PairNames {
+        origin: "[credentials] in the config file".into(),
+        secret_id: "secret_id",
+        secret_key: "secret_key",
+        token: Some(("token", "secret_id and secret_key")),
+        fix: "set both secret_id and secret_key under [credentials], or remove both",
+    };
+    let Some((id, key)) = names.pair(
+        explicit.secret_id.as_deref(),
+        explicit.secret_key.as_ref(),
+        explicit.token.is_some(),
+    )?
+    else {
+        return Ok(None);
+    };
+    let fix = "put the value from the CAM console, or remove the key";
+    let secret_id = non_empty(id, "[credentials] secret_id", fix)?;
+    let secret_key = non_empty(key.expose(), "[credentials] secret_key", fix)?;
+    let token = explicit
+        .token
+        .as_ref()
+        .map(|t| non_empty(t.expose(), "[credentials] token", fix).map(Secret::new))
+        .transpose()?;
+    Ok(Some(Credentials {
+        secret_id,
+        secret_key: Secret::new(secret_key),
+        token,
+        expires_at: None,
+    }))
+}
+
+/// How one source names the parts of a key pair, for `Incomplete` errors.
+struct PairNames {
+    origin: String,
+    secret_id: &'static str,
+    secret_key: &'static str,
+    /// The token's name and what a token given alone lacks; `None` for a
+    /// source without tokens.
+    token: Option<(&'static str, &'static str)>,
+    fix: &'static str,
+}
+
+impl PairNames {
+    /// Both halves of the pair, or `None` when neither (nor a token) is
+    /// given; one half alone, or a token alone, is `Incomplete`.
+    fn pair<I, K>(
+        self,
+        id: Option<I>,
+        key: Option<K>,
+        token_given: bool,
+    ) -> Result<Option<(I, K)>, CredentialsError> {
+        let (present, missing) = match (id, key) {
+            (Some(id), Some(key)) => return Ok(Some((id, key))),
+            (Some(_), None) => (self.secret_id, self.secret_key),
+            (None, Some(_)) => (self.secret_key, self.secret_id),
+            (None, None) => match self.token {
+                Some((token, both)) if token_given => (token, both),
+                _ => return Ok(None),
+            },
+        };
+        Err(CredentialsError::Incomplete {
+            origin: self.origin,
+            present,
+            missing,
+            fix: self.fix,
+        })
     }
 }
 
@@ -497,32 +516,24 @@ async fn from_systemd_dir(dir: &Path) -> Result<Option<Credentials>, Credentials
         "pass both with LoadCredential=secret_id:… and LoadCredential=secret_key:… in the unit";
     let id = read_optional(&dir.join("secret_id"), FIX).await?;
     let key = read_optional(&dir.join("secret_key"), FIX).await?;
-    let origin = format!("systemd credentials directory {}", dir.display());
-    match (id, key) {
-        (None, None) => Ok(None),
-        (Some(_), None) => Err(CredentialsError::Incomplete {
-            origin,
-            present: "secret_id",
-            missing: "secret_key",
-            fix: FIX,
-        }),
-        (None, Some(_)) => Err(CredentialsError::Incomplete {
-            origin,
-            present: "secret_key",
-            missing: "secret_id",
-            fix: FIX,
-        }),
-        (Some(id), Some(key)) => {
-            let id_name = dir.join("secret_id").display().to_string();
-            let key_name = dir.join("secret_key").display().to_string();
-            Ok(Some(Credentials {
-                secret_id: non_empty(id.expose(), &id_name, FIX)?,
-                secret_key: Secret::new(non_empty(key.expose(), &key_name, FIX)?),
-                token: None,
-                expires_at: None,
-            }))
-        }
-    }
+    let names = PairNames {
+        origin: format!("systemd credentials directory {}", dir.display()),
+        secret_id: "secret_id",
+        secret_key: "secret_key",
+        token: None,
+        fix: FIX,
+    };
+    let Some((id, key)) = names.pair(id, key, false)? else {
+        return Ok(None);
+    };
+    let id_name = dir.join("secret_id").display().to_string();
+    let key_name = dir.join("secret_key").display().to_string();
+    Ok(Some(Credentials {
+        secret_id: non_empty(id.expose(), &id_name, FIX)?,
+        secret_key: Secret::new(non_empty(key.expose(), &key_name, FIX)?),
+        token: None,
+        expires_at: None,
+    }))
 }
 
 /// The file's contents as a secret, `None` when it does not exist.
@@ -546,52 +557,38 @@ async fn read_optional(path: &Path, fix: &'static str) -> Result<Option<Secret>,
 }
 
 fn from_env(env: &CredentialEnv) -> Result<Option<Credentials>, CredentialsError> {
-    const FIX: &str = "set both TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, or unset both";
     const EMPTY_FIX: &str = "give it a value or unset it";
-    let origin = "the environment";
-    match (&env.secret_id, &env.secret_key) {
-        (None, None) => {
-            if env.token.is_some() {
-                return Err(CredentialsError::Incomplete {
-                    origin: origin.into(),
-                    present: "TENCENTCLOUD_TOKEN",
-                    missing: "TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY",
-                    fix: FIX,
-                });
-            }
-            Ok(None)
-        }
-        (Some(_), None) => Err(CredentialsError::Incomplete {
-            origin: origin.into(),
-            present: "TENCENTCLOUD_SECRET_ID",
-            missing: "TENCENTCLOUD_SECRET_KEY",
-            fix: FIX,
-        }),
-        (None, Some(_)) => Err(CredentialsError::Incomplete {
-            origin: origin.into(),
-            present: "TENCENTCLOUD_SECRET_KEY",
-            missing: "TENCENTCLOUD_SECRET_ID",
-            fix: FIX,
-        }),
-        (Some(id), Some(key)) => {
-            let secret_id = non_empty(id, "TENCENTCLOUD_SECRET_ID", EMPTY_FIX)?;
-            let secret_key = non_empty(key.expose(), "TENCENTCLOUD_SECRET_KEY", EMPTY_FIX)?;
-            let token = match &env.token {
-                Some(t) => Some(Secret::new(non_empty(
-                    t.expose(),
-                    "TENCENTCLOUD_TOKEN",
-                    EMPTY_FIX,
-                )?)),
-                None => None,
-            };
-            Ok(Some(Credentials {
-                secret_id,
-                secret_key: Secret::new(secret_key),
-                token,
-                expires_at: None,
-            }))
-        }
-    }
+    let names = PairNames {
+        origin: "the environment".into(),
+        secret_id: "TENCENTCLOUD_SECRET_ID",
+        secret_key: "TENCENTCLOUD_SECRET_KEY",
+        token: Some((
+            "TENCENTCLOUD_TOKEN",
+            "TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY",
+        )),
+        fix: "set both TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, or unset both",
+    };
+    let Some((id, key)) = names.pair(
+        env.secret_id.as_ref(),
+        env.secret_key.as_ref(),
+        env.token.is_some(),
+    )?
+    else {
+        return Ok(None);
+    };
+    let secret_id = non_empty(id, "TENCENTCLOUD_SECRET_ID", EMPTY_FIX)?;
+    let secret_key = non_empty(key.expose(), "TENCENTCLOUD_SECRET_KEY", EMPTY_FIX)?;
+    let token = env
+        .token
+        .as_ref()
+        .map(|t| non_empty(t.expose(), "TENCENTCLOUD_TOKEN", EMPTY_FIX).map(Secret::new))
+        .transpose()?;
+    Ok(Some(Credentials {
+        secret_id,
+        secret_key: Secret::new(secret_key),
+        token,
+        expires_at: None,
+    }))
 }
 
 async fn from_profile(

@@ -357,16 +357,7 @@ async fn role_credentials_are_cached_then_refreshed_near_expiry() {
     let expiry = Arc::new(AtomicI64::new(1_800_000_400));
     let served = Arc::clone(&expiry);
     let meta = FakeMetadata::start(Some("role"), move || served.load(Ordering::SeqCst)).await;
-    let p = CredentialProvider::cvm_role(
-        &MetadataConfig {
-            base_url: meta.base_url.clone(),
-            ..MetadataConfig::default()
-        },
-        Arc::new(clock.clone()),
-    )
-    .await
-    .expect("metadata")
-    .expect("role");
+    let p = meta.role_provider(Arc::new(clock.clone())).await;
     assert_eq!(meta.fetches(), 1);
     // 400 s left: still more than the 300 s margin, cached.
     assert_eq!(p.credentials().await.expect("c").secret_id, "tmp-id-1");
@@ -407,4 +398,38 @@ fn masking_and_debug_never_show_keys() {
         !text.contains("the-key") && !text.contains("the-token"),
         "{text}"
     );
+}
+
+#[test]
+fn a_half_pair_or_a_lone_token_names_what_is_missing() {
+    let names = |token| PairNames {
+        origin: "the environment".into(),
+        secret_id: "ID",
+        secret_key: "KEY",
+        token,
+        fix: "fix it",
+    };
+    let lone_token = Some(("TOKEN", "ID and KEY"));
+    let message =
+        |r: Result<Option<(&str, &str)>, CredentialsError>| r.expect_err("incomplete").to_string();
+    assert_eq!(
+        message(names(lone_token).pair(Some("a"), None, false)),
+        "the environment gives ID but not KEY: fix it"
+    );
+    assert_eq!(
+        message(names(lone_token).pair(None, Some("b"), true)),
+        "the environment gives KEY but not ID: fix it"
+    );
+    assert_eq!(
+        message(names(lone_token).pair(None, None, true)),
+        "the environment gives TOKEN but not ID and KEY: fix it"
+    );
+    assert!(matches!(
+        names(None).pair::<&str, &str>(None, None, true),
+        Ok(None)
+    ));
+    assert!(matches!(
+        names(lone_token).pair(Some("a"), Some("b"), true),
+        Ok(Some(("a", "b")))
+    ));
 }

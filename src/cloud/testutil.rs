@@ -15,6 +15,8 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
+use crate::clock::Clock;
+use crate::cloud::credentials::{CredentialProvider, MetadataConfig};
 use crate::cloud::sign::{sign, SignRequest};
 
 /// One request as the fake API saw it.
@@ -123,12 +125,12 @@ fn verify(headers: &HashMap<String, String>, body: &[u8], secret_key: &str) -> b
     else {
         return false;
     };
+    let id = scope.split('/').next().unwrap_or("");
     let service = scope.split('/').nth(2).unwrap_or("");
     let Ok(timestamp) = get("x-tc-timestamp").parse::<i64>() else {
         return false;
     };
     let signed = [("content-type", get("content-type")), ("host", get("host"))];
-    let id = scope.split('/').next().unwrap_or("");
     let secret_key = key_for(id, secret_key);
     let expected = sign(
         &SignRequest {
@@ -142,7 +144,6 @@ fn verify(headers: &HashMap<String, String>, body: &[u8], secret_key: &str) -> b
         },
         &secret_key,
     );
-    let id = scope.split('/').next().unwrap_or("");
     auth == expected.authorization(id)
 }
 
@@ -246,6 +247,21 @@ impl FakeMetadata {
             base_url: format!("http://{addr}/latest/meta-data/"),
             fetches,
         }
+    }
+
+    /// A `CredentialProvider::cvm_role` reading this fake with the default
+    /// settings; panics unless a role is bound (a test setup error).
+    pub async fn role_provider(&self, clock: Arc<dyn Clock>) -> CredentialProvider {
+        CredentialProvider::cvm_role(
+            &MetadataConfig {
+                base_url: self.base_url.clone(),
+                ..MetadataConfig::default()
+            },
+            clock,
+        )
+        .await
+        .expect("metadata answers")
+        .expect("a role is bound")
     }
 
     /// How many credential documents were served.

@@ -107,6 +107,22 @@ impl Version {
     }
 }
 
+/// A GET of `key` with `host` signed and no extra parameters, as the SDKs
+/// presign; the caller fills in the key id and the validity window.
+fn get_request<'a>(base_url: &'a str, key: &'a str, shape: UrlShape) -> Presign<'a> {
+    Presign {
+        method: "GET",
+        base_url,
+        key,
+        secret_id: "",
+        start: 0,
+        end: 0,
+        params: &[],
+        sign_host: true,
+        shape,
+    }
+}
+
 /// CRC-64/XZ (the `x-cos-hash-crc64ecma` variant) of an object body, streaming.
 fn crc64_of(body: &ObjectBody, len: u64) -> io::Result<u64> {
     let mut digest = crc64fast::Digest::new();
@@ -245,8 +261,8 @@ impl CosStore {
         lifetime_secs: i64,
         shape: UrlShape,
     ) -> String {
-        let now = self.clock.unix();
-        self.presign_window(base_url, key, now - 60, now + lifetime_secs, shape)
+        let (start, end) = self.window_from_now(lifetime_secs);
+        self.presign_window(base_url, key, start, end, shape)
     }
 
     /// A presigned GET URL for `key` with an explicit validity window (Unix seconds).
@@ -258,16 +274,13 @@ impl CosStore {
         end: i64,
         shape: UrlShape,
     ) -> String {
-        self.sign_url(
-            base_url,
-            key,
+        let req = Presign {
+            secret_id: &self.secret_id,
             start,
             end,
-            shape,
-            &self.secret_id,
-            self.secret_key.expose(),
-            &[],
-        )
+            ..get_request(base_url, key, shape)
+        };
+        presign_url(&req, self.secret_key.expose()).0
     }
 
     /// Accept a temporary key as well: URLs signed with `secret_id` must carry
@@ -303,46 +316,22 @@ impl CosStore {
         secret_id: &str,
     ) -> Option<String> {
         let temp = self.temporary_key(secret_id)?;
-        let now = self.clock.unix();
-        Some(self.sign_url(
-            base_url,
-            key,
-            now - 60,
-            now + lifetime_secs,
-            shape,
+        let (start, end) = self.window_from_now(lifetime_secs);
+        let token = [("x-cos-security-token", temp.token.expose())];
+        let req = Presign {
             secret_id,
-            temp.secret_key.expose(),
-            &[("x-cos-security-token", temp.token.expose())],
-        ))
+            start,
+            end,
+            params: &token,
+            ..get_request(base_url, key, shape)
+        };
+        Some(presign_url(&req, temp.secret_key.expose()).0)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn sign_url(
-        &self,
-        base_url: &str,
-        key: &str,
-        start: i64,
-        end: i64,
-        shape: UrlShape,
-        secret_id: &str,
-        secret_key: &str,
-        params: &[(&str, &str)],
-    ) -> String {
-        presign_url(
-            &Presign {
-                method: "GET",
-                base_url,
-                key,
-                secret_id,
-                start,
-                end,
-                params,
-                sign_host: true,
-                shape,
-            },
-            secret_key,
-        )
-        .0
+    /// From now − 60 s (the SDKs' allowance for clock skew) to now + `lifetime_secs`.
+    fn window_from_now(&self, lifetime_secs: i64) -> (i64, i64) {
+        let now = self.clock.unix();
+        (now - 60, now + lifetime_secs)
     }
 
     pub(crate) fn temporary_key(&self, secret_id: &str) -> Option<TemporaryKey> {

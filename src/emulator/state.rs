@@ -10,39 +10,23 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chrono::{DateTime, Duration, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use super::api::faults::ApiFault;
 use super::api::ratelimit::RateLimiter;
 use super::cos::{CosStore, ObjectBody, ObjectOptions};
 use crate::clock::Clock;
+use crate::cloud::times::ApiTimeZone;
 use crate::model::Service;
-
-/// Format of every time string the two APIs exchange (no zone, read as UTC+8).
-pub const API_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
-
-fn china_offset() -> FixedOffset {
-    // 8 hours is well inside the ±24 h range `east_opt` accepts.
-    match FixedOffset::east_opt(8 * 3600) {
-        Some(offset) => offset,
-        None => unreachable!("UTC+8 is a valid offset"),
-    }
-}
 
 /// Format an instant as the APIs do: `YYYY-MM-DD hh:mm:ss` in UTC+8.
 pub fn format_api_time(t: DateTime<Utc>) -> String {
-    t.with_timezone(&china_offset())
-        .format(API_TIME_FORMAT)
-        .to_string()
+    ApiTimeZone::default().format(t)
 }
 
 /// Parse an API time string (`YYYY-MM-DD hh:mm:ss`, UTC+8).
 pub fn parse_api_time(text: &str) -> Option<DateTime<Utc>> {
-    let naive = NaiveDateTime::parse_from_str(text.trim(), API_TIME_FORMAT).ok()?;
-    china_offset()
-        .from_local_datetime(&naive)
-        .single()
-        .map(|t| t.with_timezone(&Utc))
+    ApiTimeZone::default().parse(text).ok()
 }
 
 /// Why a change to the emulator state was refused.
