@@ -284,7 +284,9 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
                 (None, _) => "-".to_string(),
             };
             let local = match (&row.local_dir, row.local_bytes) {
-                (Some(dir), Some(bytes)) => format!("{} {}", indicatif::HumanBytes(bytes), dir),
+                (Some(dir), Some(bytes)) => {
+                    format!("{} {}", crate::progress::human_bytes(bytes), dir)
+                }
                 _ => "-".to_string(),
             };
             crate::outln!(

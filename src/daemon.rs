@@ -570,8 +570,8 @@ impl Daemon {
                     self.notifier.status(&format!(
                         "cycle running since {}: {} of {} downloaded",
                         stamp(started),
-                        indicatif::HumanBytes(done),
-                        indicatif::HumanBytes(total)
+                        crate::progress::human_bytes(done),
+                        crate::progress::human_bytes(total)
                     ));
                 }
                 Some(()) = OptionFuture::from(start_ping.as_mut()), if start_ping.is_some() => {

@@ -100,7 +100,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
     crate::outln!(
         "Pulling into {} (the emulator serves {}/s per connection so the bars can be seen)\n",
         config.download_dir.display(),
-        indicatif::HumanBytes(DEMO_RATE)
+        crate::progress::human_bytes(DEMO_RATE)
     );
 
     let ctx = app::build_context(
@@ -133,7 +133,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
                 crate::outln!(
                     "      {:<64} {:>10}  sha256 {}…  {crc}",
                     file.name,
-                    indicatif::HumanBytes(file.size).to_string(),
+                    crate::progress::human_bytes(file.size).to_string(),
                     &file.sha256[..16]
                 );
             }

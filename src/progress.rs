@@ -51,6 +51,12 @@ impl Write for StderrAboveBars {
     }
 }
 
+/// `n` bytes for people ("1.71 MiB"), for summaries and status lines, so
+/// that the rest of the crate need not know indicatif.
+pub fn human_bytes(n: u64) -> impl std::fmt::Display {
+    HumanBytes(n)
+}
+
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressMode {

@@ -235,7 +235,7 @@ impl CycleReport {
         let mut out = format!(
             "{} set(s) published ({}), {} failed, {} pruned, in {:.1}s",
             self.published(),
-            indicatif::HumanBytes(self.bytes()),
+            crate::progress::human_bytes(self.bytes()),
             self.failed(),
             self.instances.iter().map(|i| i.pruned.len()).sum::<usize>(),
             self.elapsed.as_secs_f64()
@@ -626,7 +626,7 @@ impl SyncContext {
             backup.kind,
             backup.backup_id,
             published.files,
-            indicatif::HumanBytes(published.bytes),
+            crate::progress::human_bytes(published.bytes),
             published.dir.display()
         ));
         Ok(published)
