@@ -1250,7 +1250,7 @@ async fn metadata_credentials_work_until_they_expire() {
 /// The sample RDB passes `redis-check-rdb` when it is installed; the footer
 /// checksum is checked here either way.
 #[tokio::test]
-async fn sample_rdb_is_accepted_by_redis_check_rdb() {
+async fn sample_rdb_has_a_valid_footer_and_passes_redis_check_rdb_if_installed() {
     let emu = sample_emulator().await;
     let s = emu.sample().unwrap().clone();
     let api = Api::new(&emu);
