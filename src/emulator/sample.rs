@@ -259,33 +259,88 @@ fn io_to_state(key: &str) -> impl FnOnce(io::Error) -> StateError + '_ {
     }
 }
 
-/// Add the demo instances and backups to `state`.
+/// How far behind `now` the newest finished backup of each daily series
+/// lies at least, as a backup that just started would not be finished yet.
+const FINISH_MARGIN_MINUTES: i64 = 30;
+
+/// When each sample backup starts, worked out from `now` alone (no clock,
+/// no I/O), so that its shape can be checked at any instant of the day.
+///
+/// The shape is the same whatever the time of day: four daily Redis
+/// backups (03:00 UTC+8), four daily base backups (02:00 UTC+8), and eight
+/// log backups six hours apart placed relative to the newest base backup,
+/// not to the clock: one after the newest base, four between it and the
+/// second-newest, three before that (all after the third-newest). Tests of
+/// the log rule rely on logs on both sides of the second-newest base; an
+/// earlier version placed the logs at fixed 6-hour marks, and between
+/// 00:00 and 02:30 UTC+8 every log then finished after that base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleTimes {
+    /// Finished Redis backups, newest first.
+    pub redis_finished: Vec<DateTime<Utc>>,
+    /// The Redis backup in progress.
+    pub redis_in_progress: DateTime<Utc>,
+    /// Finished base backups, newest first.
+    pub pg_base_finished: Vec<DateTime<Utc>>,
+    /// The running base backup.
+    pub pg_base_running: DateTime<Utc>,
+    /// Finished log backups as (start, finish), newest first.
+    pub pg_log_finished: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl SampleTimes {
+    /// The sample's times as seen at `now`.
+    pub fn at(now: DateTime<Utc>) -> SampleTimes {
+        let settled = now - Duration::minutes(FINISH_MARGIN_MINUTES);
+        let daily = |hour: u32| -> Vec<DateTime<Utc>> {
+            let latest = latest_daily(settled, hour, 0);
+            (0..4).map(|k| latest - Duration::days(k)).collect()
+        };
+        let pg_base_finished = daily(2);
+        let newest_base = pg_base_finished[0];
+        // The newest log starts 20 minutes after the newest base: at most
+        // 10 minutes before `now`, and it finishes 20 s later.
+        let pg_log_finished = (0..8)
+            .map(|k| {
+                let start = newest_base + Duration::minutes(20) - Duration::hours(6 * k);
+                (start, start + Duration::seconds(20))
+            })
+            .collect();
+        SampleTimes {
+            redis_finished: daily(3),
+            redis_in_progress: now - Duration::minutes(5),
+            pg_base_finished,
+            pg_base_running: now - Duration::minutes(2),
+            pg_log_finished,
+        }
+    }
+}
+
+/// Add the demo instances and backups to `state`, placed relative to the
+/// state's clock ([`SampleTimes::at`]).
 pub fn load(state: &EmulatorState) -> Result<SampleInfo, StateError> {
     let now = state.clock().now();
+    let times = SampleTimes::at(now);
     let mut ids = SplitMix::new(0x7463_6261_636b_7570);
 
-    // ---- Redis: 4 finished daily backups at 03:00 UTC+8, one in progress.
+    // ---- Redis: 4 finished daily backups, one in progress.
     state.add_redis_instance(
         RedisInstance::new(SAMPLE_REDIS_INSTANCE, SAMPLE_REGION, now).cluster(SAMPLE_REDIS_SHARDS),
     )?;
-    let latest = latest_daily(now - Duration::minutes(30), 3, 0);
     let mut redis_finished = Vec::new();
-    for k in 0..4u32 {
-        let start = latest - Duration::days(i64::from(k));
-        let id = redis_backup(state, 5_832_225 + u64::from(k), start, false)?;
-        redis_finished.push(id);
+    for (k, start) in (0u64..).zip(&times.redis_finished) {
+        redis_finished.push(redis_backup(state, 5_832_225 + k, *start, false)?);
     }
-    let redis_in_progress = redis_backup(state, 5_832_300, now - Duration::minutes(5), true)?;
+    let redis_in_progress = redis_backup(state, 5_832_300, times.redis_in_progress, true)?;
 
-    // ---- PostgreSQL: 4 finished daily base backups at 02:00 UTC+8, one
-    // running, and 6-hourly log backups over the last two days.
+    // ---- PostgreSQL: 4 finished daily base backups, one running, and
+    // log backups every 6 hours around them.
     state.add_pg_instance(PgInstance::new(SAMPLE_PG_INSTANCE, SAMPLE_REGION, now))?;
-    let latest = latest_daily(now - Duration::minutes(30), 2, 0);
     let mut pg_base_finished = Vec::new();
-    for k in 0..4u32 {
-        let start = latest - Duration::days(i64::from(k));
+    for (k, start) in (0u64..).zip(&times.pg_base_finished) {
+        let start = *start;
         let id = uuid_like(&mut ids);
-        let body = sample_base_backup(100 + u64::from(k), start).map_err(io_to_state(&id))?;
+        let body = sample_base_backup(100 + k, start).map_err(io_to_state(&id))?;
         state.add_pg_backup(
             SAMPLE_PG_INSTANCE,
             PgBackupSpec::finished(
@@ -298,7 +353,7 @@ pub fn load(state: &EmulatorState) -> Result<SampleInfo, StateError> {
         )?;
         pg_base_finished.push(id);
     }
-    let running_start = now - Duration::minutes(2);
+    let running_start = times.pg_base_running;
     let pg_base_running = uuid_like(&mut ids);
     let body = sample_base_backup(199, running_start).map_err(io_to_state(&pg_base_running))?;
     state.add_pg_backup(
@@ -311,26 +366,19 @@ pub fn load(state: &EmulatorState) -> Result<SampleInfo, StateError> {
             ObjectBody::Bytes(Bytes::from(body)),
         ),
     )?;
-    let latest_log = latest_daily(now - Duration::minutes(30), 0, 0);
-    let latest_log = (1..4)
-        .rev()
-        .map(|q| latest_log + Duration::hours(6 * q))
-        .find(|t| *t <= now - Duration::minutes(30))
-        .unwrap_or(latest_log);
     let mut pg_log_finished = Vec::new();
-    for k in 0..8u64 {
-        let start = latest_log - Duration::hours(6 * k as i64);
+    for (k, (start, finish)) in (0u64..).zip(&times.pg_log_finished) {
         let id = uuid_like(&mut ids);
         let segment = 0x40 - k;
-        let body = sample_log_backup(300 + k, start, segment).map_err(io_to_state(&id))?;
+        let body = sample_log_backup(300 + k, *start, segment).map_err(io_to_state(&id))?;
         let mut spec = PgBackupSpec::finished(
             PgBackupKind::Log,
             id.clone(),
-            start,
+            *start,
             format!("0000000100000000{segment:08X}.tar.gz"),
             ObjectBody::Bytes(Bytes::from(body)),
         );
-        spec.finish = Some(start + Duration::seconds(20));
+        spec.finish = Some(*finish);
         state.add_pg_backup(SAMPLE_PG_INSTANCE, spec)?;
         pg_log_finished.push(id);
     }
@@ -469,6 +517,98 @@ mod tests {
         assert_eq!(t.timestamp(), 1716228000 - 23 * 3600);
         let t = latest_daily(now, 2, 0);
         assert_eq!(t, now);
+    }
+
+    /// 2026-12-03 00:00 UTC+8.
+    fn midnight_china() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_796_227_200, 0).expect("valid")
+    }
+
+    /// The shape the demo and the end-to-end tests rely on holds at every
+    /// instant of a day, checked every 30 minutes (and around the 02:00
+    /// and 03:00 backups, where the newest of a series changes).
+    #[test]
+    fn the_sample_has_the_same_shape_at_every_time_of_day() {
+        let day = midnight_china();
+        let instants = (0..48).map(|k| day + Duration::minutes(30 * k)).chain(
+            [119, 120, 149, 150, 151, 179, 180, 210, 211].map(|m| day + Duration::minutes(m)),
+        );
+        for now in instants {
+            let t = SampleTimes::at(now);
+            let at = now.with_timezone(&china()).format("%H:%M UTC+8");
+            let margin = now - Duration::minutes(FINISH_MARGIN_MINUTES);
+            // Daily series: four, a day apart, at their hour, none later
+            // than the margin and the newest within a day of it.
+            for (series, hour) in [(&t.redis_finished, 3), (&t.pg_base_finished, 2)] {
+                assert_eq!(series.len(), 4, "{at}");
+                assert!(
+                    series[0] <= margin && series[0] > margin - Duration::days(1),
+                    "{at}"
+                );
+                for pair in series.windows(2) {
+                    assert_eq!(pair[0] - pair[1], Duration::days(1), "{at}");
+                }
+                let local = series[0].with_timezone(&china());
+                assert_eq!(
+                    local.format("%H:%M").to_string(),
+                    format!("{hour:02}:00"),
+                    "{at}"
+                );
+            }
+            // Every log finished before now, newest first, six hours apart.
+            assert_eq!(t.pg_log_finished.len(), 8, "{at}");
+            assert!(t.pg_log_finished.iter().all(|(_, end)| *end < now), "{at}");
+            for pair in t.pg_log_finished.windows(2) {
+                assert_eq!(pair[0].0 - pair[1].0, Duration::hours(6), "{at}");
+            }
+            // Around the bases: 1 after the newest, 4 between it and the
+            // second-newest, 3 before that, none before the third-newest.
+            let bases = &t.pg_base_finished;
+            let finished_before =
+                |b: DateTime<Utc>| t.pg_log_finished.iter().filter(|(_, end)| *end < b).count();
+            assert_eq!(finished_before(bases[0]), 7, "{at}");
+            assert_eq!(finished_before(bases[1]), 3, "{at}");
+            assert_eq!(finished_before(bases[2]), 0, "{at}");
+            // The in-progress ones are newer than every finished one.
+            assert!(t.redis_in_progress > t.redis_finished[0], "{at}");
+            assert!(t.pg_base_running > t.pg_log_finished[0].1, "{at}");
+            assert!(t.redis_in_progress < now && t.pg_base_running < now, "{at}");
+        }
+    }
+
+    /// `load` places the backups where [`SampleTimes`] says, on the
+    /// state's injected clock (here just after midnight UTC+8, the hour at
+    /// which the old sample lost its shape).
+    #[test]
+    fn load_follows_the_injected_clock() {
+        use crate::clock::ManualClock;
+        use crate::emulator::cos::CosStore;
+        let now = midnight_china() + Duration::minutes(40);
+        let clock: std::sync::Arc<dyn crate::clock::Clock> =
+            std::sync::Arc::new(ManualClock::fixed(now));
+        let cos = CosStore::new(clock.clone(), "AKIDsample", "sample-key");
+        let state = EmulatorState::new(cos, clock);
+        let info = load(&state).expect("loads");
+        let times = SampleTimes::at(now);
+        let mut bases: Vec<_> = state
+            .pg_backups(SAMPLE_PG_INSTANCE, PgBackupKind::Base)
+            .expect("instance")
+            .into_iter()
+            .filter(|b| b.state == "finished")
+            .map(|b| b.start)
+            .collect();
+        bases.sort_by(|a, b| b.cmp(a));
+        assert_eq!(bases, times.pg_base_finished);
+        let mut logs: Vec<_> = state
+            .pg_backups(SAMPLE_PG_INSTANCE, PgBackupKind::Log)
+            .expect("instance")
+            .into_iter()
+            .map(|b| (b.start, b.finish.expect("finished")))
+            .collect();
+        logs.sort_by(|a, b| b.cmp(a));
+        assert_eq!(logs, times.pg_log_finished);
+        assert_eq!(info.redis_finished.len(), 4);
+        assert_eq!(info.pg_log_finished.len(), 8);
     }
 
     #[test]
