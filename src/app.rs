@@ -207,10 +207,12 @@ pub async fn build_context(
         idle_timeout: t.idle_timeout,
         allow_http: config.api.allow_http_downloads,
         bandwidth_limit: t.bandwidth_limit.and_then(std::num::NonZeroU64::new),
+        modes: config.file_modes(),
         ..TransferConfig::default()
     };
     let downloader = Downloader::new(transfer, clock.clone())?;
-    let store = Store::open(config.download_dir.clone(), clock.clone());
+    let store =
+        Store::open(config.download_dir.clone(), clock.clone()).with_modes(config.file_modes());
     Ok(SyncContext {
         config,
         catalog,

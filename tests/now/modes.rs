@@ -1,9 +1,43 @@
-//! Nothing tcbackup writes is exposed: `check-config` warns about a
+//! Nothing tcbackup writes is exposed: whatever the umask of the shell,
+//! cron or container that starts it, every file and directory it creates
+//! under `download_dir` is owner-only (0600/0700), or 0640/0750 with
+//! `group_readable = true`; a symbolic link planted at one of its private
+//! paths is refused, not written through; and `check-config` warns about a
 //! `download_dir` or a profile file that others may read.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use chrono::Duration as Age;
+use tcbackup::emulator::cos::{Fault, FaultTarget, Repeat};
+use tcbackup::emulator::{sample, PgBackupKind};
 
 use crate::common::*;
+
+/// `cmd` run through `sh` with `umask` set first (the binary is exec'd,
+/// so its pid is the child's).
+fn with_umask(cmd: &Command, umask: &str) -> Command {
+    let mut sh = Command::new("/bin/sh");
+    sh.arg("-c")
+        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (name, value) in cmd.get_envs() {
+        match value {
+            Some(value) => sh.env(name, value),
+            None => sh.env_remove(name),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        sh.current_dir(dir);
+    }
+    sh.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    sh
+}
 
 fn finish(output: std::process::Output) -> Run {
     Run {
@@ -11,6 +45,120 @@ fn finish(output: std::process::Output) -> Run {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// `path` itself and everything under it (links not followed), with
+/// whether each is a directory and its permission bits.
+fn modes_under(path: &Path) -> Vec<(PathBuf, bool, u32)> {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    assert!(
+        !meta.file_type().is_symlink(),
+        "tcbackup created a symbolic link: {}",
+        path.display()
+    );
+    let mut out = vec![(
+        path.to_path_buf(),
+        meta.is_dir(),
+        meta.permissions().mode() & 0o7777,
+    )];
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            out.extend(modes_under(&entry.unwrap().path()));
+        }
+    }
+    out
+}
+
+/// Panic naming every path under `download_dir` whose mode is not
+/// `file`/`dir`.
+#[track_caller]
+fn assert_modes(h: &Harness, file: u32, dir: u32) {
+    let wrong: Vec<String> = modes_under(&h.download_dir)
+        .into_iter()
+        .filter(|(_, is_dir, mode)| *mode != if *is_dir { dir } else { file })
+        .map(|(path, _, mode)| format!("{:04o} {}", mode, path.display()))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "want files {file:04o}, directories {dir:04o}; found:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// Under `umask`: a run interrupted while a large PostgreSQL base backup
+/// is in flight (so the partial area holds a part file, its sidecar and
+/// owner file, and the lock file exists), then a run that publishes
+/// everything. After each, every path under `download_dir` (itself
+/// included: tcbackup created it) must have `file`/`dir` modes.
+fn interrupted_then_complete(h: &Harness, umask: &str, file: u32, dir: u32) {
+    const LEN: u64 = 24 << 20;
+    const STALL_AT: u64 = 4 << 20;
+    let start = whole_seconds(h.emulator.clock().now() - Age::hours(1));
+    let id = "5d1c0ffe-0000-4000-8000-0000000modes";
+    sample::add_generated_pg_base_backup(h.emulator.state(), PG, id, start, LEN, 7).unwrap();
+    let backup = h
+        .pg_backups(PgBackupKind::Base)
+        .into_iter()
+        .find(|b| b.id == id)
+        .unwrap();
+    h.emulator.cos().add_fault(
+        FaultTarget::Key(backup.file.cos_key.clone()),
+        Fault::StallAfter(STALL_AT),
+        Repeat::Times(1),
+    );
+    let partial = h
+        .download_dir
+        .join(".partial")
+        .join(PG)
+        .join(format!("base_{id}"));
+    let part = partial.join(format!("{}.part", backup.file.name));
+    let sidecar = partial.join(format!("{}.part.json", backup.file.name));
+
+    let child = with_umask(&h.command(&["--now"]), umask).spawn().unwrap();
+    // Once COS has sent everything up to the stall, the fault is spent
+    // (the next run is not stalled) and the sidecar exists.
+    wait_for(Duration::from_secs(60), "the download to stall", || {
+        h.served(&backup.file.cos_key) >= STALL_AT
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let run = finish(child.wait_with_output().unwrap());
+    run.assert_code(130);
+    assert!(part.is_file() && sidecar.is_file(), "{}", run.stderr);
+    assert!(h.download_dir.join(".lock").is_file());
+    assert_modes(h, file, dir);
+
+    let run = finish(with_umask(&h.command(&["--now"]), umask).output().unwrap());
+    run.assert_code(0);
+    for instance in [REDIS, PG] {
+        assert!(!h.set_dirs(instance).is_empty(), "{}", run.stderr);
+    }
+    let set = h.instance_dir(PG).join(set_dir(start, "base", id));
+    assert!(set.join("manifest.json").is_file(), "{}", set.display());
+    assert_modes(h, file, dir);
+}
+
+/// Defect 5 of issue 8: with umask 022 backups used to land 0644 in 0755
+/// directories, readable by every local user.
+#[test]
+fn under_umask_022_every_file_and_directory_is_owner_only() {
+    let h = Harness::sample();
+    interrupted_then_complete(&h, "022", 0o600, 0o700);
+}
+
+/// `group_readable = true` gives 0640/0750 even under umask 077, which
+/// alone would strip the group bits: the modes are set explicitly.
+#[test]
+fn group_readable_gives_0640_and_0750_whatever_the_umask() {
+    let h = Harness::sample();
+    h.write_config_text(&format!(
+        "group_readable = true\n{}",
+        h.config_text(&Cfg::default())
+    ));
+    interrupted_then_complete(&h, "077", 0o640, 0o750);
 }
 
 #[test]
@@ -126,4 +274,70 @@ fn a_profile_file_readable_by_others_is_warned_about() {
         "{}",
         run.stderr
     );
+}
+
+/// A symbolic link planted at a part file, its sidecar or the sidecar's
+/// temporary file is refused with a message naming it; the file it points
+/// at keeps its bytes and nothing is published.
+#[test]
+fn a_symlink_at_a_part_or_sidecar_path_is_not_written_through() {
+    const PRECIOUS: &[u8] = b"not tcbackup's to write\n";
+    for suffix in [".part", ".part.json", ".part.json.tmp"] {
+        let h = Harness::empty_postgres();
+        let start = whole_seconds(h.emulator.clock().now() - Age::hours(1));
+        let id = "5d1c0ffe-0000-4000-8000-00000000link";
+        sample::add_generated_pg_base_backup(h.emulator.state(), PG, id, start, 1 << 20, 9)
+            .unwrap();
+        let backup = h.pg_backups(PgBackupKind::Base).pop().unwrap();
+        let partial = h
+            .download_dir
+            .join(".partial")
+            .join(PG)
+            .join(format!("base_{id}"));
+        std::fs::create_dir_all(&partial).unwrap();
+        let outside = h.tmp.path().join("outside");
+        std::fs::write(&outside, PRECIOUS).unwrap();
+        let link = partial.join(format!("{}{suffix}", backup.file.name));
+        symlink(&outside, &link).unwrap();
+
+        let run = h.now();
+        assert_eq!(
+            std::fs::read(&outside).unwrap(),
+            PRECIOUS,
+            "{suffix}: written through\n{}",
+            run.stderr
+        );
+        run.assert_code(1);
+        assert!(
+            run.stderr.contains(&format!(
+                "{} is a symbolic link; tcbackup never follows links to its own files (remove it)",
+                link.display()
+            )),
+            "{suffix}: {}",
+            run.stderr
+        );
+        assert!(h.set_dirs(PG).is_empty(), "{suffix}");
+    }
+}
+
+/// A symbolic link at `<download_dir>/.lock` is refused, not followed to
+/// create or lock a file elsewhere.
+#[test]
+fn a_symlink_at_the_lock_path_is_refused() {
+    let h = Harness::empty_postgres();
+    std::fs::create_dir_all(&h.download_dir).unwrap();
+    let elsewhere = h.tmp.path().join("elsewhere.lock");
+    let lock = h.download_dir.join(".lock");
+    symlink(&elsewhere, &lock).unwrap();
+    let run = h.now();
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "{} is a symbolic link; tcbackup never follows links to its own files",
+            lock.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!elsewhere.exists(), "the lock was created through the link");
 }
