@@ -127,13 +127,18 @@ fn report(result: anyhow::Result<u8>) -> u8 {
 }
 
 /// Log the config's warnings and, when it holds a secret and is readable by
-/// group or others, the warning that names the file and the `chmod 600`.
-/// Called at every load: startup and each daemon reload.
+/// group or others, the warning that names the file and the `chmod 600`;
+/// when `download_dir` is open to others, the warning that names it and
+/// the `chmod` that closes it. Called at every load: startup and each
+/// daemon reload.
 pub fn log_config_warnings(config: &Config) {
     for warning in &config.warnings {
         tracing::warn!("{}", warning.located(&config.source));
     }
     if let Some(exposed) = config.exposed_secret() {
+        tracing::warn!("{exposed}");
+    }
+    if let Some(exposed) = config.exposed_download_dir() {
         tracing::warn!("{exposed}");
     }
 }
@@ -202,10 +207,12 @@ pub async fn build_context(
         idle_timeout: t.idle_timeout,
         allow_http: config.api.allow_http_downloads,
         bandwidth_limit: t.bandwidth_limit.and_then(std::num::NonZeroU64::new),
+        modes: config.file_modes(),
         ..TransferConfig::default()
     };
     let downloader = Downloader::new(transfer, clock.clone())?;
-    let store = Store::open(config.download_dir.clone(), clock.clone());
+    let store =
+        Store::open(config.download_dir.clone(), clock.clone()).with_modes(config.file_modes());
     Ok(SyncContext {
         config,
         catalog,

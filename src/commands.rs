@@ -42,7 +42,8 @@ pub async fn now(config: Config) -> u8 {
     let _lock = match ctx.store.lock() {
         Ok(lock) => lock,
         Err(e) => {
-            eprintln!("tcbackup: {e}");
+            // With its cause: "open lock file X" alone does not say why.
+            eprintln!("tcbackup: {:#}", anyhow::Error::new(e));
             return exit::FAILED;
         }
     };
@@ -364,14 +365,15 @@ pub async fn verify(config: Config) -> u8 {
 /// `--dry-run` its application.
 pub async fn prune(config: Config, dry_run: bool) -> u8 {
     let clock = app::system_clock();
-    let store = Store::open(config.download_dir.clone(), clock.clone());
+    let store =
+        Store::open(config.download_dir.clone(), clock.clone()).with_modes(config.file_modes());
     let _lock = if dry_run {
         None
     } else {
         match store.lock() {
             Ok(lock) => Some(lock),
             Err(e) => {
-                eprintln!("tcbackup: {e}");
+                eprintln!("tcbackup: {:#}", anyhow::Error::new(e));
                 return exit::FAILED;
             }
         }

@@ -16,6 +16,7 @@ pub mod emulator;
 pub mod logging;
 pub mod model;
 pub mod output;
+pub mod private_files;
 pub mod progress;
 pub mod retention;
 pub mod secret;

@@ -614,3 +614,107 @@ async fn trace_logs_hold_no_key_token_or_signature() {
     }
     assert!(!text.contains("Signature="), "{text}");
 }
+
+/// What a stand-in server saw: one entry per request, with its headers.
+type Seen = Arc<Mutex<Vec<axum::http::HeaderMap>>>;
+
+/// A server on `127.0.0.1:0` that records every request and answers each
+/// with `answer` (status and headers). Returns its base URL.
+async fn recording_server(seen: Seen, status: u16, headers: Vec<(&'static str, String)>) -> String {
+    let app = axum::Router::new().fallback(move |request_headers: axum::http::HeaderMap| {
+        let (seen, headers) = (seen.clone(), headers.clone());
+        async move {
+            seen.lock().expect("lock").push(request_headers);
+            let mut response = axum::http::Response::builder().status(status);
+            for (name, value) in headers {
+                response = response.header(name, value);
+            }
+            response
+                .body(axum::body::Body::from(
+                    r#"{"Response":{"RequestId":"r-elsewhere","TotalCount":0,"InstanceSet":[]}}"#,
+                ))
+                .expect("response")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    format!("http://{addr}/")
+}
+
+#[tokio::test]
+async fn an_api_redirect_is_an_error_naming_the_endpoint_and_nothing_reaches_its_target() {
+    for status in [302u16, 307, 308] {
+        let elsewhere: Seen = Arc::default();
+        let target = recording_server(elsewhere.clone(), 200, Vec::new()).await;
+        let redirecting: Seen = Arc::default();
+        let endpoint = recording_server(
+            redirecting.clone(),
+            status,
+            vec![("location", format!("{target}?from=api"))],
+        )
+        .await;
+        let creds = CredentialProvider::fixed(
+            CredentialSource::Fixed {
+                label: "temporary test keys".into(),
+            },
+            Credentials {
+                secret_id: "AKIDredirecttest".into(),
+                secret_key: tcbackup::secret::Secret::new("redirect-test-key"),
+                token: Some(tcbackup::secret::Secret::new("redirect-test-token")),
+                expires_at: None,
+            },
+        );
+        let config = ClientConfig {
+            endpoint: Some(endpoint.clone()),
+            retry: retry(),
+            ..ClientConfig::default()
+        };
+        let client = ApiClient::with_rng(
+            config,
+            creds,
+            Arc::new(SystemClock),
+            Box::new(StdRng::seed_from_u64(3)),
+        )
+        .expect("client");
+        let err = client
+            .call::<_, serde_json::Value>(
+                Service::Redis,
+                "DescribeInstances",
+                Some(REGION),
+                &serde_json::json!({ "InstanceId": REDIS }),
+            )
+            .await
+            .expect_err("a redirect must not be followed");
+        assert!(
+            matches!(err, ApiError::Redirect { status: s, .. } if s == status),
+            "{status}: {err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!(
+                "the api endpoint {endpoint} answered with a redirect (http status {status}) to {target}?from=api"
+            )),
+            "{message}"
+        );
+        assert!(message.contains("never follow redirects"), "{message}");
+        assert!(!err.is_retryable(), "{message}");
+        assert_eq!(
+            redirecting.lock().expect("lock").len(),
+            1,
+            "{status}: sent once, not retried"
+        );
+        let leaked = elsewhere.lock().expect("lock");
+        assert!(
+            leaked.is_empty(),
+            "{status}: the redirect target received {} request(s), token header present: {:?}",
+            leaked.len(),
+            leaked
+                .iter()
+                .map(|h| h.contains_key("x-tc-token"))
+                .collect::<Vec<_>>()
+        );
+    }
+}

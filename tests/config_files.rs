@@ -47,6 +47,7 @@ fn example_config_documents_every_key() {
         "partial_grace",
         "metrics_file",
         "healthcheck_url",
+        "group_readable",
         "[api]",
         "endpoint",
         "allow_http_downloads",

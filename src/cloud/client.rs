@@ -3,6 +3,11 @@
 //! attempt re-signed), the re-sign/refresh rules for expired signatures and
 //! tokens, client-side rate limits, and timeouts.
 //!
+//! No redirect is followed: a 3xx answer is [`ApiError::Redirect`], naming
+//! the endpoint, and is not retried. Following one would re-send the signed
+//! body and the `X-TC-Token` header to wherever `Location` points (another
+//! host, plain http).
+//!
 //! Logs: `debug` one line per attempt (service, action, attempt, code,
 //! request id); `trace` the request and the redacted answer. The
 //! Authorization header, the key and the token are never logged.
@@ -144,6 +149,7 @@ impl ApiClient {
             .read_timeout(config.read_timeout)
             .timeout(config.request_timeout)
             .user_agent(concat!("tcbackup/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ApiError::Setup {
                 message: redact_url(&e.to_string()),
@@ -353,6 +359,19 @@ impl ApiClient {
         };
         let mut response = request.body(body.clone()).send().await.map_err(transport)?;
         let status = response.status();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|value| redact_url(&String::from_utf8_lossy(value.as_bytes())))
+                .unwrap_or_else(|| "nowhere (no Location header)".to_string());
+            return Err(ApiError::Redirect {
+                action: action.to_string(),
+                status: status.as_u16(),
+                endpoint: redact_url(url.as_str()),
+                location,
+            });
+        }
         if status != reqwest::StatusCode::OK {
             return Err(ApiError::Http {
                 action: action.to_string(),

@@ -8,6 +8,8 @@
 //! `TENCENTCLOUD_TOKEN`); the profile file `~/.tencentcloud/credentials`
 //! (`TENCENTCLOUD_CREDENTIALS_FILE` overrides the path); the CVM instance role
 //! from the metadata service (temporary keys, refreshed before expiry).
+//! A profile file that group or others may read is used, with a warning
+//! that names it and the `chmod 600` (as for the config file).
 //!
 //! The process environment is read in exactly one place,
 //! `CredentialEnv::from_process`; everything else takes a `CredentialEnv`, so
@@ -315,6 +317,14 @@ impl CredentialProvider {
 
         tried.push("profile file");
         if let Some((path, creds)) = from_profile(&config.env).await? {
+            if let Some(open) = crate::private_files::group_or_other_access(&path) {
+                tracing::warn!(
+                    "profile file {} holds a secret key and is readable by group or others (mode {:04o}); run `chmod 600 {}`",
+                    open.path.display(),
+                    open.mode,
+                    open.path.display()
+                );
+            }
             return Ok(Self::found(CredentialSource::Profile { path }, creds));
         }
 

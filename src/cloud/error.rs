@@ -49,6 +49,21 @@ pub enum ApiError {
         /// The endpoint (no secrets: API endpoints carry no query).
         endpoint: String,
     },
+    /// The endpoint answered with a redirect. API calls never follow one:
+    /// following would send the signed body, and the `X-TC-Token` header
+    /// of temporary credentials, to another host, possibly over plain
+    /// http. Not retried: the same endpoint would redirect again.
+    #[error("{action}: the api endpoint {endpoint} answered with a redirect (http status {status}) to {location}; api calls never follow redirects, so set [api] endpoint to the address that answers")]
+    Redirect {
+        /// The action called.
+        action: String,
+        /// The HTTP status (301, 302, 303, 307, 308).
+        status: u16,
+        /// The endpoint that redirected (API endpoints carry no query).
+        endpoint: String,
+        /// Where it pointed, redacted (`Location`, or "nowhere" when absent).
+        location: String,
+    },
     /// The request did not complete: DNS, connect, TLS, timeout, reset.
     #[error("{action} could not reach the api: {source}")]
     Transport {
@@ -248,6 +263,7 @@ impl ApiError {
             }
             ApiError::Credentials(e) => e.is_transient(),
             ApiError::Decode { .. }
+            | ApiError::Redirect { .. }
             | ApiError::BadResponse { .. }
             | ApiError::Time { .. }
             | ApiError::InvalidRequest { .. }

@@ -15,6 +15,10 @@
 //!   `[[postgres]]`, `postgres-` under `[[redis]]`) is refused; an id with
 //!   neither prefix is accepted with a warning (emulators and future id
 //!   formats).
+//! - Files and directories tcbackup creates are owner-only (0600/0700)
+//!   whatever the umask; `group_readable = true` makes them 0640/0750
+//!   ([`Config::file_modes`]). `download_dir` itself is the operator's: a
+//!   mode that lets others in is warned about ([`Config::exposed_download_dir`]).
 //! - `[retention]` must hold at least one `keep_*` rule; a per-instance
 //!   `[redis.retention]` / `[postgres.retention]` table replaces it for that
 //!   instance as a whole (keys are not merged). An empty policy is an error,
@@ -34,6 +38,7 @@ use chrono::{FixedOffset, NaiveTime};
 use url::Url;
 
 use crate::model::{BackupKind, Service};
+use crate::private_files::FileModes;
 use crate::retention::Policy;
 use crate::secret::Secret;
 
@@ -59,6 +64,9 @@ pub struct Config {
     pub metrics_file: Option<PathBuf>,
     /// A URL to ping at the start, success and failure of each cycle.
     pub healthcheck_url: Option<Url>,
+    /// Whether what tcbackup creates is readable by its group
+    /// (`group_readable`, default false: owner only).
+    pub group_readable: bool,
     /// `[api]`.
     pub api: ApiConfig,
     /// `[credentials]`, when the file holds a key pair (first link of the chain).
@@ -288,6 +296,23 @@ impl Config {
         exposed_secret_file(&self.source)
     }
 
+    /// The modes of the files and directories tcbackup creates.
+    pub fn file_modes(&self) -> FileModes {
+        FileModes::new(self.group_readable)
+    }
+
+    /// When `download_dir` exists and others (beyond owner and group) may
+    /// read or list it, a warning naming it and the `chmod` that fixes it.
+    /// Only its metadata is read.
+    pub fn exposed_download_dir(&self) -> Option<ExposedDownloadDir> {
+        let access = crate::private_files::other_access(&self.download_dir)?;
+        Some(ExposedDownloadDir {
+            path: access.path,
+            mode: access.mode,
+            group_readable: self.group_readable,
+        })
+    }
+
     /// The instance with this id, if configured.
     pub fn instance(&self, instance_id: &str) -> Option<&InstanceConfig> {
         self.instances
@@ -319,18 +344,39 @@ impl fmt::Display for ExposedSecret {
 
 /// Whether `path` is readable by group or others (`mode & 0o077`). Returns
 /// `None` when it is private or its metadata cannot be read.
-#[cfg(unix)]
 pub fn exposed_secret_file(path: &Path) -> Option<ExposedSecret> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode();
-    (mode & 0o077 != 0).then(|| ExposedSecret {
-        path: path.to_path_buf(),
-        mode,
+    let access = crate::private_files::group_or_other_access(path)?;
+    Some(ExposedSecret {
+        path: access.path,
+        mode: access.mode,
     })
 }
 
-/// Whether `path` is readable by group or others; unknown off Unix.
-#[cfg(not(unix))]
-pub fn exposed_secret_file(_path: &Path) -> Option<ExposedSecret> {
-    None
+/// A `download_dir` that others may read or list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExposedDownloadDir {
+    /// The directory.
+    pub path: PathBuf,
+    /// Its permission bits (`0o755`).
+    pub mode: u32,
+    /// Whether the config asks for group-readable backups (then 0750 is
+    /// the fix, else 0700).
+    pub group_readable: bool,
+}
+
+impl fmt::Display for ExposedDownloadDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (fix, other) = if self.group_readable {
+            ("0750", "`chmod 0700` for owner only")
+        } else {
+            ("0700", "`chmod 0750` to let its group read")
+        };
+        write!(
+            f,
+            "download_dir {} is readable or listable by others (mode {:04o}), so any local user may read the backups in it; run `chmod {fix} {}` (or {other})",
+            self.path.display(),
+            self.mode & 0o7777,
+            self.path.display()
+        )
+    }
 }

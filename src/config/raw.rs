@@ -32,6 +32,7 @@ pub(crate) struct RawConfig {
     pub partial_grace: Option<Spanned<String>>,
     pub metrics_file: Option<Spanned<String>>,
     pub healthcheck_url: Option<Spanned<String>>,
+    pub group_readable: Option<Spanned<bool>>,
     #[serde(default)]
     pub api: RawApi,
     pub credentials: Option<RawCredentials>,
@@ -253,6 +254,7 @@ pub(crate) const SCHEMA: Section = Section {
             Shape::Str,
             "\"https://hc-ping.com/<uuid>\"",
         ),
+        ("group_readable", Shape::Bool, "true"),
         ("api", Shape::Table(&API), ""),
         ("credentials", Shape::Table(&CREDENTIALS), ""),
         ("transfer", Shape::Table(&TRANSFER), ""),

@@ -199,6 +199,10 @@ impl Validator<'_> {
             .healthcheck_url
             .as_ref()
             .and_then(|value| self.http_url(value, Place::TOP, "healthcheck_url", false));
+        let group_readable = raw
+            .group_readable
+            .as_ref()
+            .is_some_and(|value| *value.get_ref());
         let api = self.api(raw);
         let credentials = self.credentials(raw);
         let transfer = self.transfer(&raw.transfer);
@@ -228,6 +232,7 @@ impl Validator<'_> {
             partial_grace,
             metrics_file,
             healthcheck_url,
+            group_readable,
             api,
             credentials,
             transfer,

@@ -15,6 +15,11 @@
 //! ```
 //! Every name that starts with a dot is private state; listings skip it.
 //!
+//! Everything the store creates (directories, the lock, owner files,
+//! manifests) goes through [`crate::private_files`]: owner-only modes
+//! whatever the umask (or group-readable, see [`Store::with_modes`]), and no
+//! symbolic link at one of its paths is followed.
+//!
 //! Invariants: a crash at any point leaves either no set directory or a
 //! complete one (publish builds the set in a hidden staging directory and
 //! renames it into place; delete renames it to a hidden name first); a
@@ -39,6 +44,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::clock::Clock;
 use crate::model::{check_file_name, BackupKind, UnsafeFileName};
+use crate::private_files::FileModes;
 
 pub use check::{FileCheck, FileOutcome, VerifyReport};
 pub use layout::{sanitize_backup_id, set_dir_name, LOCK_FILE, MANIFEST_FILE, PARTIAL_DIR};
@@ -191,6 +197,8 @@ fn check_instance_id(instance_id: &str) -> Result<(), StoreError> {
 pub struct Store {
     root: PathBuf,
     clock: Arc<dyn Clock>,
+    /// The modes of what the store creates.
+    modes: FileModes,
     /// Staging directories of publishes in progress in this process, which
     /// [`Store::clean_leftovers`] must not remove.
     staging: Arc<Mutex<HashSet<PathBuf>>>,
@@ -198,13 +206,28 @@ pub struct Store {
 
 impl Store {
     /// A store rooted at `download_dir`. Touches nothing on disk: the
-    /// directory is created by the first operation that writes.
+    /// directory is created by the first operation that writes. What it
+    /// creates is owner-only ([`FileModes::PRIVATE`]).
     pub fn open(download_dir: impl Into<PathBuf>, clock: Arc<dyn Clock>) -> Store {
         Store {
             root: download_dir.into(),
             clock,
+            modes: FileModes::PRIVATE,
             staging: Arc::default(),
         }
+    }
+
+    /// The same store, creating files and directories with `modes`
+    /// (`Config::file_modes`).
+    pub fn with_modes(mut self, modes: FileModes) -> Store {
+        self.modes = modes;
+        self
+    }
+
+    /// The modes of what the store creates (also for the transfer engine's
+    /// files in the partial area).
+    pub fn modes(&self) -> FileModes {
+        self.modes
     }
 
     /// The download directory.
@@ -224,14 +247,20 @@ impl Store {
     /// the returned guard is dropped or the process exits.
     pub fn lock(&self) -> Result<StoreLock, StoreError> {
         use fs4::fs_std::FileExt;
-        std::fs::create_dir_all(&self.root).map_err(io_error("create directory", &self.root))?;
+        self.modes
+            .create_dir_all(&self.root)
+            .map_err(io_error("create directory", &self.root))?;
         let path = self.root.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
+        let file = self
+            .modes
+            .open(
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false),
+                &path,
+            )
             .map_err(io_error("open lock file", &path))?;
         match FileExt::try_lock_exclusive(&file) {
             Ok(true) => Ok(StoreLock { _file: file, path }),

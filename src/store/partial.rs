@@ -90,7 +90,9 @@ impl Store {
     ) -> Result<PathBuf, StoreError> {
         check_instance_id(instance_id)?;
         let dir = self.partial_path(instance_id, kind, backup_id);
-        fs::create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
+        self.modes
+            .create_dir_all(&dir)
+            .map_err(io_error("create directory", &dir))?;
         if fs::symlink_metadata(dir.join(OWNER_FILE)).is_err() {
             let owner = PartialOwner {
                 instance_id: instance_id.to_string(),
@@ -101,7 +103,7 @@ impl Store {
                 path: dir.join(OWNER_FILE),
                 source,
             })?;
-            write_synced(&dir, OWNER_FILE, &json)?;
+            write_synced(self.modes, &dir, OWNER_FILE, &json)?;
         }
         Ok(dir)
     }

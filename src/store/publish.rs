@@ -3,7 +3,7 @@
 //! makes the whole set appear.
 
 use std::collections::HashSet;
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +13,7 @@ use super::layout::{set_dir_name, MANIFEST_FILE, STAGING_PREFIX};
 use super::manifest::{FileRecord, Manifest, MANIFEST_FORMAT};
 use super::{check_instance_id, io_error, sync_dir, LocalSet, Store, StoreError};
 use crate::model::{check_file_name, BackupKind};
+use crate::private_files::FileModes;
 
 /// A verified set ready to publish.
 #[derive(Debug, Clone)]
@@ -78,7 +79,9 @@ impl Store {
         }
 
         let root_existed = self.root.is_dir();
-        fs::create_dir_all(&instance_dir).map_err(io_error("create directory", &instance_dir))?;
+        self.modes
+            .create_dir_all(&instance_dir)
+            .map_err(io_error("create directory", &instance_dir))?;
         if !root_existed {
             if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {
                 sync_dir(parent)?;
@@ -97,7 +100,9 @@ impl Store {
             fs::remove_dir_all(&staging_dir)
                 .map_err(io_error("remove leftover staging directory", &staging_dir))?;
         }
-        fs::create_dir(&staging_dir).map_err(io_error("create directory", &staging_dir))?;
+        self.modes
+            .create_dir(&staging_dir)
+            .map_err(io_error("create directory", &staging_dir))?;
 
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
@@ -113,7 +118,7 @@ impl Store {
             files: set.files.iter().map(|(_, record)| record.clone()).collect(),
         };
         let mut moved: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(set.files.len());
-        let staged = stage(set, &staging_dir, &manifest, &mut moved).and_then(|()| {
+        let staged = stage(set, self.modes, &staging_dir, &manifest, &mut moved).and_then(|()| {
             fs::rename(&staging_dir, &final_dir).map_err(io_error(
                 format!("rename {} to", staging_dir.display()),
                 &final_dir,
@@ -195,6 +200,7 @@ impl Store {
 /// records each move in `moved` so the caller can undo it.
 fn stage(
     set: &SetToPublish,
+    modes: FileModes,
     staging_dir: &Path,
     manifest: &Manifest,
     moved: &mut Vec<(PathBuf, PathBuf)>,
@@ -222,15 +228,26 @@ fn stage(
         path: staging_dir.join(MANIFEST_FILE),
         source,
     })?;
-    write_synced(staging_dir, MANIFEST_FILE, &json)?;
+    write_synced(modes, staging_dir, MANIFEST_FILE, &json)?;
     sync_dir(staging_dir)
 }
 
-/// Write `dir/name` through a temporary file, fsynced, then renamed.
-pub(super) fn write_synced(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+/// Write `dir/name` through a temporary file (created with `modes`, never
+/// through a symbolic link), fsynced, then renamed.
+pub(super) fn write_synced(
+    modes: FileModes,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
     let temporary = dir.join(format!(".{name}.tmp"));
     let target = dir.join(name);
-    let mut file = File::create(&temporary).map_err(io_error("create", &temporary))?;
+    let mut file = modes
+        .open(
+            OpenOptions::new().write(true).create(true).truncate(true),
+            &temporary,
+        )
+        .map_err(io_error("create", &temporary))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(io_error("write", &temporary))?;

@@ -68,6 +68,7 @@ pub use retry::RetryPolicy;
 pub use sidecar::PartialPaths;
 
 use crate::clock::Clock;
+use crate::private_files::FileModes;
 use crate::secret::SignedUrl;
 use crate::verify::Digests;
 use events::Emitter;
@@ -171,6 +172,9 @@ pub struct TransferConfig {
     pub max_restarts: u32,
     /// Consecutive "URL expired" answers (fresh URLs each time) before giving up.
     pub max_url_refreshes: u32,
+    /// The modes of the partial directory, part files and sidecars (a part
+    /// file keeps its mode when the store publishes it).
+    pub modes: FileModes,
 }
 
 impl Default for TransferConfig {
@@ -195,6 +199,7 @@ impl Default for TransferConfig {
             buffer_budget: 16 * 1024 * 1024,
             max_restarts: 3,
             max_url_refreshes: 3,
+            modes: FileModes::PRIVATE,
         }
     }
 }
@@ -443,7 +448,8 @@ impl Downloader {
             return Err(cancelled());
         };
         let size = job.expected_size;
-        let paths = PartialPaths::new(&job.partial_dir, &job.file_name);
+        let paths =
+            PartialPaths::new(&job.partial_dir, &job.file_name).with_modes(self.config.modes);
 
         let mut plan = {
             let (paths, job2, config) = (paths.clone(), job.clone(), self.config.clone());
@@ -605,7 +611,7 @@ fn plan_file(
     job: &FileJob,
     config: &TransferConfig,
 ) -> std::io::Result<Plan> {
-    std::fs::create_dir_all(&job.partial_dir)?;
+    paths.modes.create_dir_all(&job.partial_dir)?;
     let size = job.expected_size;
     let segmented = segmentable(size, config);
     let Some(state) = sidecar::load(&paths.sidecar)? else {
@@ -642,15 +648,23 @@ fn plan_file(
     })
 }
 
-/// Open the part file for a pass: truncate a fresh one, and give it its
-/// full size with the blocks allocated up front.
-fn open_part(part: &Path, plan: &Plan, size: u64) -> std::io::Result<std::fs::File> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(part)?;
+/// Open the part file for a pass (with `modes`, never through a symbolic
+/// link): truncate a fresh one, and give it its full size with the blocks
+/// allocated up front.
+fn open_part(
+    part: &Path,
+    modes: FileModes,
+    plan: &Plan,
+    size: u64,
+) -> std::io::Result<std::fs::File> {
+    let f = modes.open(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+        part,
+    )?;
     if plan.fresh {
         f.set_len(0)?;
     }
@@ -677,8 +691,8 @@ async fn run_pass(
 ) -> Result<(Digests, ObjectId), StreamEnd> {
     let size = ctx.size;
     let part = {
-        let (path, plan) = (ctx.paths.part.clone(), plan.clone());
-        blocking(move || open_part(&path, &plan, size))
+        let (path, modes, plan) = (ctx.paths.part.clone(), ctx.paths.modes, plan.clone());
+        blocking(move || open_part(&path, modes, &plan, size))
             .await
             .map(Arc::new)
             .map_err(|e| StreamEnd::Fatal(ctx.io(&ctx.paths.part, "open", e)))?

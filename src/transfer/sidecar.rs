@@ -11,13 +11,17 @@
 //! after a power loss or kernel crash only those bytes are trusted.
 //!
 //! The file is replaced atomically (write a temporary file, rename over).
+//! It is read and written without following a symbolic link at its path,
+//! with the modes of [`PartialPaths::modes`].
 //! An unreadable or inconsistent sidecar means "start over", never "trust".
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
+
+use crate::private_files::FileModes;
 
 /// The format version written into every sidecar.
 pub const VERSION: u32 = 1;
@@ -25,7 +29,8 @@ pub const VERSION: u32 = 1;
 /// The longest file name stem that still fits `.part.json.tmp` in 255 bytes.
 const MAX_STEM: usize = 255 - ".part.json.tmp".len();
 
-/// Where a partial file and its state live.
+/// Where a partial file and its state live, and the modes they are
+/// created with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartialPaths {
     /// `<dir>/<file_name>.part`: the bytes.
@@ -34,6 +39,8 @@ pub struct PartialPaths {
     pub sidecar: PathBuf,
     /// `<dir>/<file_name>.part.json.tmp`: the next state before its rename.
     pub sidecar_tmp: PathBuf,
+    /// The modes of the part file, the sidecar and the directory.
+    pub modes: FileModes,
 }
 
 impl PartialPaths {
@@ -56,7 +63,14 @@ impl PartialPaths {
             part: dir.join(format!("{stem}.part")),
             sidecar: dir.join(format!("{stem}.part.json")),
             sidecar_tmp: dir.join(format!("{stem}.part.json.tmp")),
+            modes: FileModes::PRIVATE,
         }
+    }
+
+    /// The same paths, with files created with `modes`.
+    pub fn with_modes(mut self, modes: FileModes) -> Self {
+        self.modes = modes;
+        self
     }
 }
 
@@ -220,8 +234,9 @@ pub fn split(size: u64, n: usize) -> Vec<SegmentState> {
 /// Read the sidecar at `path`. `Ok(None)` when there is none or when it is
 /// not valid JSON of this format (then the download starts over).
 pub fn load(path: &Path) -> std::io::Result<Option<Sidecar>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    let mut bytes = Vec::new();
+    match crate::private_files::open_read(path) {
+        Ok(mut f) => f.read_to_end(&mut bytes)?,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
@@ -239,7 +254,13 @@ pub fn load(path: &Path) -> std::io::Result<Option<Sidecar>> {
 /// older state (whose offsets are still true) or none (start over).
 pub fn store(paths: &PartialPaths, sidecar: &Sidecar) -> std::io::Result<()> {
     let json = serde_json::to_vec(sidecar).map_err(std::io::Error::other)?;
-    let mut f = std::fs::File::create(&paths.sidecar_tmp)?;
+    let mut f = paths.modes.open(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+        &paths.sidecar_tmp,
+    )?;
     f.write_all(&json)?;
     drop(f);
     std::fs::rename(&paths.sidecar_tmp, &paths.sidecar)

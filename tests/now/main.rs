@@ -8,6 +8,7 @@
 mod common;
 
 mod commands;
+mod modes;
 mod pull;
 mod refusals;
 mod resume;

@@ -637,3 +637,25 @@ fn a_readable_file_with_a_secret_key_is_flagged() {
         "no secret in the file, nothing to flag"
     );
 }
+
+#[test]
+fn group_readable_defaults_to_owner_only_and_must_be_a_bool() {
+    use crate::private_files::FileModes;
+    let config = load(MINIMAL).unwrap();
+    assert!(!config.group_readable);
+    assert_eq!(config.file_modes(), FileModes::PRIVATE);
+    let config = load(&format!("group_readable = true\n{MINIMAL}")).unwrap();
+    assert_eq!(config.file_modes(), FileModes::GROUP_READABLE);
+    let found = problems(&format!("group_readable = \"yes\"\n{MINIMAL}"));
+    assert!(
+        found.iter().any(|p| p.ends_with(
+            ":1: `group_readable` at the top level must be true or false, found a string; write group_readable = true"
+        )),
+        "{found:#?}"
+    );
+    let found = problems(&format!("group_readble = true\n{MINIMAL}"));
+    assert!(
+        found.iter().any(|p| p.contains("group_readable")),
+        "a misspelling names the key: {found:#?}"
+    );
+}
