@@ -16,11 +16,11 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use futures::future::join_all;
-use tcbackup::clock::SystemClock;
-use tcbackup::emulator::cos::{router, CosStore, ObjectBody, ObjectOptions, UrlShape};
-use tcbackup::secret::SignedUrl;
-use tcbackup::transfer::{Downloader, FileJob, FixedUrl, TransferConfig};
-use tcbackup::verify::{self, Expectations};
+use tcbackup_signing::clock::SystemClock;
+use tcbackup_emulator::cos::{router, CosStore, ObjectBody, ObjectOptions, UrlShape};
+use tcbackup_signing::secret::SignedUrl;
+use tcbackup_core::transfer::{Downloader, FileJob, FixedUrl, TransferConfig};
+use tcbackup_core::verify::{self, Expectations};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -147,7 +147,7 @@ async fn fetch(
             let drain = tokio::spawn(async move {
                 let mut last_bytes = None;
                 while let Some(ev) = rx.recv().await {
-                    if matches!(ev, tcbackup::transfer::ProgressEvent::Bytes { .. }) {
+                    if matches!(ev, tcbackup_core::transfer::ProgressEvent::Bytes { .. }) {
                         last_bytes = Some(Instant::now());
                     }
                 }

@@ -9,19 +9,19 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::cli::{Cli, Command};
-use crate::clock::{Clock, SystemClock};
-use crate::cloud::catalog::Catalog;
-use crate::cloud::client::{ApiClient, ClientConfig};
-use crate::cloud::credentials::{
+use tcbackup_signing::clock::{Clock, SystemClock};
+use tcbackup_core::cloud::catalog::Catalog;
+use tcbackup_core::cloud::client::{ApiClient, ClientConfig};
+use tcbackup_core::cloud::credentials::{
     ChainConfig, ConfigCredentials, CredentialEnv, CredentialProvider, MetadataConfig,
 };
-use crate::cloud::times::ApiTimeZone;
-use crate::config::{Config, ConfigError};
-use crate::progress::{Progress, ProgressMode};
+use tcbackup_signing::times::ApiTimeZone;
+use tcbackup_core::config::{Config, ConfigError};
+use tcbackup_core::progress::{Progress, ProgressMode};
 use crate::shutdown::Shutdown;
-use crate::store::Store;
-use crate::sync::SyncContext;
-use crate::transfer::{Downloader, TransferConfig};
+use tcbackup_core::store::Store;
+use tcbackup_core::sync::SyncContext;
+use tcbackup_core::transfer::{Downloader, TransferConfig};
 
 /// Exit codes of the contract (design.md §2).
 pub mod exit {
@@ -45,13 +45,13 @@ pub enum SetupError {
     Config(#[from] ConfigError),
     /// No usable credentials.
     #[error(transparent)]
-    Credentials(#[from] crate::cloud::credentials::CredentialsError),
+    Credentials(#[from] tcbackup_core::cloud::credentials::CredentialsError),
     /// The API client could not be built.
     #[error(transparent)]
-    Api(#[from] crate::cloud::error::ApiError),
+    Api(#[from] tcbackup_core::cloud::error::ApiError),
     /// The transfer engine could not be built.
     #[error(transparent)]
-    Transfer(#[from] crate::transfer::TransferError),
+    Transfer(#[from] tcbackup_core::transfer::TransferError),
 }
 
 impl SetupError {
@@ -88,7 +88,7 @@ async fn dispatch(cli: Cli) -> u8 {
             let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
             let id = env("TENCENTCLOUD_SECRET_ID");
             let key = env("TENCENTCLOUD_SECRET_KEY");
-            match crate::emulator::run_standalone(listen, id, key).await {
+            match tcbackup_emulator::run_standalone(listen, id, key).await {
                 Ok(()) => exit::OK,
                 Err(e) => {
                     eprintln!("tcbackup: emulator: {e}");

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::app::{self, exit};
-use crate::config::Config;
-use crate::model::{BackupKind, RemoteBackup};
-use crate::progress::{Progress, ProgressMode};
-use crate::retention;
-use crate::service::healthcheck::{HealthCheck, Ping};
-use crate::service::history::History;
-use crate::store::{LocalSet, Store};
-use crate::sync::{CycleReport, SyncContext};
+use tcbackup_core::config::Config;
+use tcbackup_core::model::{BackupKind, RemoteBackup};
+use tcbackup_core::progress::{Progress, ProgressMode};
+use tcbackup_core::retention;
+use tcbackup_core::service::healthcheck::{HealthCheck, Ping};
+use tcbackup_core::service::history::History;
+use tcbackup_core::store::{LocalSet, Store};
+use tcbackup_core::sync::{CycleReport, SyncContext};
 
 /// The cycle's context, or the exit code after printing why it cannot be built.
 async fn context(config: Arc<Config>, progress: Progress) -> Result<SyncContext, u8> {
@@ -286,7 +286,7 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
             };
             let local = match (&row.local_dir, row.local_bytes) {
                 (Some(dir), Some(bytes)) => {
-                    format!("{} {}", crate::progress::human_bytes(bytes), dir)
+                    format!("{} {}", tcbackup_core::progress::human_bytes(bytes), dir)
                 }
                 _ => "-".to_string(),
             };
@@ -311,7 +311,7 @@ pub async fn verify(config: Config) -> u8 {
         app::system_clock(),
     ));
     let result = tokio::task::spawn_blocking(
-        move || -> Result<(usize, usize), crate::store::StoreError> {
+        move || -> Result<(usize, usize), tcbackup_core::store::StoreError> {
             let listing = store.list_all()?;
             for ignored in &listing.ignored {
                 eprintln!(
@@ -331,7 +331,7 @@ pub async fn verify(config: Config) -> u8 {
                     for file in report
                         .files
                         .iter()
-                        .filter(|f| f.outcome != crate::store::FileOutcome::Ok)
+                        .filter(|f| f.outcome != tcbackup_core::store::FileOutcome::Ok)
                     {
                         crate::outln!("        {}: {}", file.name, file.outcome);
                     }

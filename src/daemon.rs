@@ -38,16 +38,16 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::app::{self, exit, SetupError};
-use crate::clock::Clock;
-use crate::cloud::error::ApiError;
-use crate::config::{Config, Schedule, ScheduleWhen};
-use crate::progress::{Progress, ProgressMode};
-use crate::service::healthcheck::{HealthCheck, Ping};
-use crate::service::history::History;
-use crate::service::notify::Notifier;
+use tcbackup_signing::clock::Clock;
+use tcbackup_core::cloud::error::ApiError;
+use tcbackup_core::config::{Config, Schedule, ScheduleWhen};
+use tcbackup_core::progress::{Progress, ProgressMode};
+use tcbackup_core::service::healthcheck::{HealthCheck, Ping};
+use tcbackup_core::service::history::History;
+use tcbackup_core::service::notify::Notifier;
 use crate::shutdown::Shutdown;
-use crate::store::StoreError;
-use crate::sync::{CycleReport, SyncContext};
+use tcbackup_core::store::StoreError;
+use tcbackup_core::sync::{CycleReport, SyncContext};
 
 /// How long a stop waits for the running cycle to wind down before the
 /// process exits anyway. Below the unit's `TimeoutStopSec=90s`, so systemd
@@ -140,7 +140,7 @@ pub enum PrepareError {
         /// Which credentials, masked (`config file, AKID…1234`).
         credentials: String,
         /// `redis` or `postgres`.
-        service: crate::model::Service,
+        service: tcbackup_core::model::Service,
         /// The first instance refused.
         instance_id: String,
         /// The API's answer.
@@ -570,8 +570,8 @@ impl Daemon {
                     self.notifier.status(&format!(
                         "cycle running since {}: {} of {} downloaded",
                         stamp(started),
-                        crate::progress::human_bytes(done),
-                        crate::progress::human_bytes(total)
+                        tcbackup_core::progress::human_bytes(done),
+                        tcbackup_core::progress::human_bytes(total)
                     ));
                 }
                 Some(()) = OptionFuture::from(start_ping.as_mut()), if start_ping.is_some() => {

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::app::{self, exit};
-use crate::config::Config;
-use crate::emulator::{Emulator, EmulatorOptions};
-use crate::retention;
+use tcbackup_core::config::Config;
+use tcbackup_emulator::{Emulator, EmulatorOptions};
+use tcbackup_core::retention;
 
 /// Per-connection speed of the demo's COS, bytes per second.
 const DEMO_RATE: u64 = 256 * 1024;
@@ -100,7 +100,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
     crate::outln!(
         "Pulling into {} (the emulator serves {}/s per connection so the bars can be seen)\n",
         config.download_dir.display(),
-        crate::progress::human_bytes(DEMO_RATE)
+        tcbackup_core::progress::human_bytes(DEMO_RATE)
     );
 
     let ctx = app::build_context(
@@ -133,7 +133,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
                 crate::outln!(
                     "      {:<64} {:>10}  sha256 {}…  {crc}",
                     file.name,
-                    crate::progress::human_bytes(file.size).to_string(),
+                    tcbackup_core::progress::human_bytes(file.size).to_string(),
                     &file.sha256[..16]
                 );
             }

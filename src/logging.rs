@@ -109,7 +109,7 @@ pub fn init(verbose: u8, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(crate::progress::StderrAboveBars)
+        .with_writer(tcbackup_core::progress::StderrAboveBars)
         .with_target(verbose > 0);
     let result = match (format, TextTarget::detect()) {
         (LogFormat::Json, _) => builder

@@ -1,8 +1,18 @@
-//! The `tcbackup` binary: parse the command line and hand over to the
-//! library. Everything else lives in `tcbackup::app`.
+//! The `tcbackup` binary: the command line, the daemon, the demo and the
+//! commands on top of the `tcbackup-core` library. `main` parses the
+//! command line and hands over to `app`.
+
+mod app;
+mod cli;
+mod commands;
+mod daemon;
+mod demo;
+mod logging;
+mod output;
+mod shutdown;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    tcbackup::app::main(tcbackup::cli::Cli::parse())
+    app::main(cli::Cli::parse())
 }

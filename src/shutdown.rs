@@ -57,19 +57,9 @@ impl Shutdown {
         self.token.clone()
     }
 
-    /// Cancel by hand.
-    pub fn cancel(&self) {
-        self.token.cancel();
-    }
-
     /// Whether a signal (not a manual cancel) stopped the run: exit 130.
     pub fn by_signal(&self) -> bool {
         self.by_signal.load(Ordering::SeqCst)
-    }
-
-    /// Whether the run was cancelled for any reason.
-    pub fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
     }
 }
 
@@ -96,9 +86,8 @@ mod tests {
     async fn manual_cancel_is_not_a_signal() {
         let s = Shutdown::new();
         let token = s.token();
-        s.cancel();
+        s.token().cancel();
         token.cancelled().await;
-        assert!(s.is_cancelled());
         assert!(!s.by_signal());
     }
 }

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! The real cloud client (`tcbackup::cloud`) against the built-in emulator
+//! The real cloud client (`tcbackup_core::cloud`) against the built-in emulator
 //! over loopback: paging of both services, finished-only selection,
 //! resolution to working URLs, authentication failures, clock skew, rate
 //! limits and injected faults, and logs free of secrets.
@@ -13,17 +13,17 @@ use chrono::{DateTime, Duration as Span, Utc};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use tcbackup::clock::{Clock, ManualClock, SystemClock};
-use tcbackup::cloud::credentials::{CredentialSource, MetadataConfig};
-use tcbackup::cloud::retry::RetryConfig;
-use tcbackup::cloud::{
+use tcbackup_signing::clock::{Clock, ManualClock, SystemClock};
+use tcbackup_core::cloud::credentials::{CredentialSource, MetadataConfig};
+use tcbackup_core::cloud::retry::RetryConfig;
+use tcbackup_core::cloud::{
     ApiClient, ApiError, ApiTimeZone, Catalog, ClientConfig, CredentialProvider, Credentials,
 };
-use tcbackup::emulator::{
+use tcbackup_emulator::{
     ApiFault, Emulator, EmulatorOptions, ObjectBody, PgBackupKind, PgBackupSpec, PgInstance,
     RedisBackupSpec, RedisInstance,
 };
-use tcbackup::model::{BackupKind, RemoteBackup, Service};
+use tcbackup_core::model::{BackupKind, RemoteBackup, Service};
 
 const REGION: &str = "ap-guangzhou";
 const REDIS: &str = "crs-pagetest";
@@ -662,8 +662,8 @@ async fn an_api_redirect_is_an_error_naming_the_endpoint_and_nothing_reaches_its
             },
             Credentials {
                 secret_id: "AKIDredirecttest".into(),
-                secret_key: tcbackup::secret::Secret::new("redirect-test-key"),
-                token: Some(tcbackup::secret::Secret::new("redirect-test-token")),
+                secret_key: tcbackup_signing::secret::Secret::new("redirect-test-key"),
+                token: Some(tcbackup_signing::secret::Secret::new("redirect-test-token")),
                 expires_at: None,
             },
         );

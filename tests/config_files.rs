@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tcbackup::config::{Config, ConfigError};
+use tcbackup_core::config::{Config, ConfigError};
 
 fn shipped_configs() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration};
-use tcbackup::clock::{Clock, ManualClock};
-use tcbackup::emulator::cos::{
+use tcbackup_signing::clock::{Clock, ManualClock};
+use tcbackup_emulator::cos::{
     fill_generated, router, CosStore, Fault, FaultTarget, ObjectBody, ObjectOptions, Repeat,
     UrlShape,
 };
@@ -162,8 +162,8 @@ async fn head_returns_get_headers_without_body_but_a_get_url_cannot_sign_a_head(
     assert_eq!(resp.status(), 403, "a GET-signed URL used for HEAD");
 
     let now = srv.clock.now().timestamp();
-    let (head_url, _) = tcbackup::cos::presign_url(
-        &tcbackup::cos::Presign {
+    let (head_url, _) = tcbackup_signing::cos::presign_url(
+        &tcbackup_signing::cos::Presign {
             method: "HEAD",
             base_url: &srv.base,
             key: "h",

@@ -12,17 +12,17 @@ use chrono::Duration as Span;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use tcbackup::clock::{Clock, ManualClock, SystemClock};
-use tcbackup::cloud::credentials::{
+use tcbackup_signing::clock::{Clock, ManualClock, SystemClock};
+use tcbackup_core::cloud::credentials::{
     ChainConfig, ConfigCredentials, CredentialEnv, CredentialSource, MetadataConfig,
 };
-use tcbackup::cloud::retry::RetryConfig;
-use tcbackup::cloud::{
+use tcbackup_core::cloud::retry::RetryConfig;
+use tcbackup_core::cloud::{
     ApiClient, ApiError, ApiTimeZone, Catalog, ClientConfig, CredentialProvider, CredentialsError,
 };
-use tcbackup::emulator::{Emulator, EmulatorOptions, RedisInstance};
-use tcbackup::model::Service;
-use tcbackup::secret::Secret;
+use tcbackup_emulator::{Emulator, EmulatorOptions, RedisInstance};
+use tcbackup_core::model::Service;
+use tcbackup_signing::secret::Secret;
 
 const REGION: &str = "ap-guangzhou";
 const REDIS: &str = "crs-credtest";

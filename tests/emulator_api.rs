@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
-use tcbackup::clock::{Clock, ManualClock};
-use tcbackup::cloud::sign::{self, SignRequest};
-use tcbackup::emulator::{
+use tcbackup_signing::clock::{Clock, ManualClock};
+use tcbackup_signing::tc3::{self, SignRequest};
+use tcbackup_emulator::{
     format_api_time, redis_status, sample, ApiFault, Emulator, EmulatorOptions, ObjectBody,
     PgBackupKind, PgBackupSpec, PgInstance, RedisBackupSpec, RedisInstance,
 };
-use tcbackup::model::Service;
+use tcbackup_core::model::Service;
 
 const REGION: &str = "ap-guangzhou";
 
@@ -122,7 +122,7 @@ impl Api {
         };
         let scope_service = r.scope_service.clone().unwrap_or(r.service.clone());
         let host = r.host.clone().unwrap_or(self.host.clone());
-        let signature = sign::sign(
+        let signature = tc3::sign(
             &SignRequest {
                 method: r.method,
                 query: &r.query,
@@ -780,7 +780,7 @@ async fn backup_url_gives_one_file_per_shard_with_true_sizes_and_wrapped_urls() 
             url.contains("?sign="),
             "Redis URLs wrap the signature: {url}"
         );
-        let (start, end) = tcbackup::cos::url_validity(url).unwrap();
+        let (start, end) = tcbackup_signing::cos::url_validity(url).unwrap();
         assert_eq!((start, end), (now - 60, now + 21_600));
         let bytes = reqwest::get(url).await.unwrap();
         assert_eq!(bytes.status(), 200);
@@ -1059,13 +1059,13 @@ async fn pg_download_url_has_top_level_signature_and_hours_lifetime() {
     assert!(url.contains("q-sign-algorithm=sha1"), "{url}");
     assert!(!url.contains("sign=q-"), "{url}");
     assert_eq!(
-        tcbackup::cos::url_validity(&url).unwrap(),
+        tcbackup_signing::cos::url_validity(&url).unwrap(),
         (now - 60, now + 12 * 3600)
     );
     let a = download_url(json!({"URLExpireTime": 36})).await;
     let url36 = a.ok()["BackupDownloadURL"].as_str().unwrap();
     assert_eq!(
-        tcbackup::cos::url_validity(url36).unwrap().1,
+        tcbackup_signing::cos::url_validity(url36).unwrap().1,
         now + 36 * 3600
     );
     download_url(json!({"URLExpireTime": 37}))
@@ -1211,7 +1211,7 @@ async fn metadata_credentials_work_until_they_expire() {
         .text()
         .await
         .unwrap();
-    assert_eq!(role, tcbackup::emulator::metadata::DEFAULT_ROLE);
+    assert_eq!(role, tcbackup_emulator::metadata::DEFAULT_ROLE);
     let creds: Value = reqwest::get(format!("{base}cam/security-credentials/{role}"))
         .await
         .unwrap()
@@ -1339,7 +1339,7 @@ async fn detail_restriction_and_unmodelled_filters() {
         .await;
     assert_eq!(a.ok()["LimitType"], "NoLimit");
     emu.state()
-        .set_pg_download_restriction(tcbackup::emulator::PgRestriction {
+        .set_pg_download_restriction(tcbackup_emulator::PgRestriction {
             restriction_type: "Customize".to_string(),
             ip_restriction_effect: "Allow".to_string(),
             ip_set: vec!["10.0.0.1".to_string()],

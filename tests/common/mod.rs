@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tcbackup::emulator::{
+use tcbackup_emulator::{
     sample, Emulator, EmulatorOptions, PgBackup, PgBackupKind, PgInstance, RedisBackup,
 };
 

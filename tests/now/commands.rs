@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use tcbackup::emulator::{redis_status, PgBackupKind};
+use tcbackup_emulator::{redis_status, PgBackupKind};
 
 use crate::common::*;
 

@@ -2,7 +2,7 @@
 //! new backups that appear between runs.
 
 use chrono::Duration;
-use tcbackup::emulator::{redis_status, sample, ObjectBody, PgBackupKind, PgBackupSpec};
+use tcbackup_emulator::{redis_status, sample, ObjectBody, PgBackupKind, PgBackupSpec};
 
 use crate::common::*;
 
@@ -126,7 +126,7 @@ fn new_backups_between_runs_are_the_only_ones_pulled() {
     let start = whole_seconds(h.emulator.clock().now() - Duration::minutes(10));
     let state = h.emulator.state();
     let redis_id = format!("165706342-5832999-{}", start.timestamp());
-    let mut spec = tcbackup::emulator::RedisBackupSpec::finished(redis_id.clone(), start);
+    let mut spec = tcbackup_emulator::RedisBackupSpec::finished(redis_id.clone(), start);
     for shard in 1..=sample::SAMPLE_REDIS_SHARDS {
         spec = spec.file(
             sample::redis_file_name(5_832_999, shard),

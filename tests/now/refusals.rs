@@ -15,7 +15,7 @@ fn file_name_with_a_path_is_refused_and_nothing_escapes() {
     redis.sort_by_key(|b| std::cmp::Reverse(b.start));
     let target = redis
         .iter()
-        .find(|b| b.status == tcbackup::emulator::redis_status::NORMAL)
+        .find(|b| b.status == tcbackup_emulator::redis_status::NORMAL)
         .unwrap()
         .clone();
     h.emulator
@@ -181,7 +181,7 @@ fn permission_failure_wins_over_a_failed_set() {
     let h = Harness::sample();
     h.emulator.state().inject_fault(
         "DescribeBackupDownloadURL",
-        tcbackup::emulator::ApiFault::Code {
+        tcbackup_emulator::ApiFault::Code {
             code: "AuthFailure.UnauthorizedOperation".to_string(),
             message: "you are not authorized to perform this operation".to_string(),
         },
@@ -190,7 +190,7 @@ fn permission_failure_wins_over_a_failed_set() {
     let target = h
         .redis_backups()
         .into_iter()
-        .find(|b| b.status == tcbackup::emulator::redis_status::NORMAL)
+        .find(|b| b.status == tcbackup_emulator::redis_status::NORMAL)
         .unwrap();
     h.emulator
         .state()
@@ -222,7 +222,7 @@ fn a_shard_that_is_not_an_rdb_file_fails_verification_and_is_discarded() {
     let h = Harness::sample();
     let start = whole_seconds(h.emulator.clock().now() - chrono::Duration::minutes(10));
     let id = format!("165706342-5832997-{}", start.timestamp());
-    tcbackup::emulator::sample::add_generated_redis_backup(
+    tcbackup_emulator::sample::add_generated_redis_backup(
         h.emulator.state(),
         REDIS,
         &id,

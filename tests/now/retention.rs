@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
-use tcbackup::emulator::{
+use tcbackup_emulator::{
     redis_status, sample, ObjectBody, PgBackup, PgBackupKind, PgBackupSpec, RedisBackupSpec,
 };
 

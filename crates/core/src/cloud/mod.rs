@@ -1,0 +1,27 @@
+//! The only code that speaks to the Tencent Cloud API (signing and the
+//! API's time strings are `tcbackup_signing::{tc3, times}`).
+//!
+//! - `credentials`: the credential chain and the provider read at signing time.
+//! - `client`: one signed call with envelope parsing, retries, rate limits.
+//! - `error`, `retry`, `ratelimit`: the client's error type and policies.
+//! - `redis`, `postgres`: typed requests and answers, paging, windows.
+//! - `catalog`: the facade the sync cycle uses, mapping both into `crate::model`.
+
+pub mod catalog;
+pub mod client;
+pub mod credentials;
+pub mod error;
+pub mod paging;
+pub mod postgres;
+pub mod ratelimit;
+pub mod redis;
+pub mod retry;
+
+#[cfg(test)]
+pub(crate) mod testutil;
+
+pub use catalog::Catalog;
+pub use client::{ApiClient, ClientConfig};
+pub use credentials::{CredentialProvider, Credentials, CredentialsError};
+pub use error::ApiError;
+pub use tcbackup_signing::times::ApiTimeZone;

@@ -1,0 +1,776 @@
+//! One sync cycle: for every configured instance, list the backups, work out
+//! which are due, download them, verify them, publish them, and then apply
+//! retention, following the failure rules of the contract (design.md §2):
+//! a failed set does not stop the others; an instance with a failure is not
+//! pruned in that cycle; an authentication failure is reported as such.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use futures::stream::{self, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use tcbackup_signing::clock::Clock;
+use crate::cloud::catalog::Catalog;
+use crate::cloud::error::ApiError;
+use crate::config::{Config, InstanceConfig};
+use crate::model::{BackupKind, RemoteBackup, ResolvedFile};
+use crate::progress::Progress;
+use crate::retention::{self, SetInfo};
+use tcbackup_signing::secret::SignedUrl;
+use crate::store::{FileRecord, LocalSet, SetToPublish, Store, StoreError};
+use crate::transfer::{
+    discard_partial, Downloader, FetchedFile, FileJob, ProgressEvent, TransferError, UrlSource,
+    UrlSourceError,
+};
+use crate::verify::{self, Expectations, VerifyError};
+
+/// Everything a cycle needs; built once per process (or per reload).
+#[derive(Clone)]
+pub struct SyncContext {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// Lists and resolves remote backups.
+    pub catalog: Catalog,
+    /// The download directory.
+    pub store: Arc<Store>,
+    /// The transfer engine (process-wide limits).
+    pub downloader: Arc<Downloader>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Where progress goes.
+    pub progress: Progress,
+}
+
+/// Why one backup set (or a whole instance) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    /// The cloud API refused or failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// A file could not be downloaded. Every transfer error already names
+    /// its backup and file, so the message is the source's alone.
+    #[error("{source}")]
+    Transfer {
+        /// The file name.
+        file: String,
+        /// Why.
+        #[source]
+        source: TransferError,
+    },
+    /// A downloaded file failed verification; it was discarded.
+    #[error("{file}: verification failed, the download was discarded: {source}")]
+    Verify {
+        /// The file name.
+        file: String,
+        /// Why.
+        #[source]
+        source: VerifyError,
+    },
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The API gave an unusable answer for this set.
+    #[error("{0}")]
+    Refused(String),
+    /// The run was interrupted.
+    #[error("interrupted")]
+    Cancelled,
+    /// A blocking task died.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+impl SetError {
+    /// Whether this is an authentication or permission failure (exit 3).
+    pub fn is_auth(&self) -> bool {
+        matches!(self, SetError::Api(e) if e.is_auth())
+    }
+}
+
+/// A set that was published in this cycle.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// Redis, PostgreSQL base or log.
+    pub kind: BackupKind,
+    /// The API's backup id.
+    pub backup_id: String,
+    /// Where it now lies.
+    pub dir: PathBuf,
+    /// Bytes in the set.
+    pub bytes: u64,
+    /// Files in the set.
+    pub files: usize,
+}
+
+/// A failure inside an instance: one set, or the instance as a whole.
+#[derive(Debug)]
+pub struct Failure {
+    /// The backup, when one set failed; `None` when the instance failed.
+    pub backup_id: Option<String>,
+    /// The kind of that backup.
+    pub kind: Option<BackupKind>,
+    /// What went wrong.
+    pub error: SetError,
+}
+
+/// What one instance did in a cycle.
+#[derive(Debug)]
+pub struct InstanceReport {
+    /// The instance.
+    pub instance_id: String,
+    /// `redis` or `postgres`.
+    pub service: crate::model::Service,
+    /// Finished backups listed in the lookback window.
+    pub listed: usize,
+    /// Backups that were due.
+    pub due: usize,
+    /// Sets published.
+    pub published: Vec<Published>,
+    /// Sets (or the instance) that failed.
+    pub failures: Vec<Failure>,
+    /// Set directories deleted by retention.
+    pub pruned: Vec<String>,
+    /// Why retention did not run, when it did not.
+    pub retention_skipped: Option<String>,
+    /// Published sets on disk after the cycle.
+    pub sets_on_disk: usize,
+    /// Their bytes.
+    pub bytes_on_disk: u64,
+}
+
+impl InstanceReport {
+    /// An empty report for one instance.
+    pub fn new(instance_id: &str, service: crate::model::Service) -> Self {
+        Self {
+            instance_id: instance_id.to_string(),
+            service,
+            listed: 0,
+            due: 0,
+            published: Vec::new(),
+            failures: Vec::new(),
+            pruned: Vec::new(),
+            retention_skipped: None,
+            sets_on_disk: 0,
+            bytes_on_disk: 0,
+        }
+    }
+
+    /// Whether everything due was published.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// Bytes published in this cycle.
+    pub fn bytes(&self) -> u64 {
+        self.published.iter().map(|p| p.bytes).sum()
+    }
+
+    fn fail(&mut self, backup: Option<&RemoteBackup>, error: SetError) {
+        match backup {
+            Some(b) => {
+                tracing::error!(instance = %self.instance_id, backup_id = %b.backup_id, kind = %b.kind, "backup failed: {error}")
+            }
+            None => tracing::error!(instance = %self.instance_id, "instance failed: {error}"),
+        }
+        self.failures.push(Failure {
+            backup_id: backup.map(|b| b.backup_id.clone()),
+            kind: backup.map(|b| b.kind),
+            error,
+        });
+    }
+}
+
+/// What a cycle did.
+#[derive(Debug)]
+pub struct CycleReport {
+    /// When it started.
+    pub started: DateTime<Utc>,
+    /// How long it took.
+    pub elapsed: Duration,
+    /// Per instance, in config order.
+    pub instances: Vec<InstanceReport>,
+    /// Whether it was interrupted.
+    pub interrupted: bool,
+}
+
+impl CycleReport {
+    /// The `--now` exit code: 130 interrupted, 3 authentication, 1 a set
+    /// failed, 0 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        let failures = self.instances.iter().flat_map(|i| &i.failures);
+        if self.interrupted {
+            130
+        } else if failures.clone().any(|f| f.error.is_auth()) {
+            3
+        } else if failures.count() > 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// Sets published over all instances.
+    pub fn published(&self) -> usize {
+        self.instances.iter().map(|i| i.published.len()).sum()
+    }
+
+    /// Failures over all instances.
+    pub fn failed(&self) -> usize {
+        self.instances.iter().map(|i| i.failures.len()).sum()
+    }
+
+    /// Bytes published over all instances.
+    pub fn bytes(&self) -> u64 {
+        self.instances.iter().map(InstanceReport::bytes).sum()
+    }
+
+    /// A one-paragraph human summary.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "{} set(s) published ({}), {} failed, {} pruned, in {:.1}s",
+            self.published(),
+            crate::progress::human_bytes(self.bytes()),
+            self.failed(),
+            self.instances.iter().map(|i| i.pruned.len()).sum::<usize>(),
+            self.elapsed.as_secs_f64()
+        );
+        if self.interrupted {
+            out.push_str(" (interrupted: partial downloads kept for the next run)");
+        }
+        out
+    }
+}
+
+impl SyncContext {
+    /// Run one cycle over every configured instance.
+    pub async fn run_cycle(&self, cancel: &CancellationToken) -> CycleReport {
+        let started = self.clock.now();
+        let timer = std::time::Instant::now();
+        let mut instances = Vec::with_capacity(self.config.instances.len());
+        // Instances run one after another: the transfer engine already runs
+        // files in parallel, and a serial walk keeps the API rate low.
+        let mut active: Option<HashSet<(String, BackupKind, String)>> = Some(HashSet::new());
+        for instance in &self.config.instances {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let (report, listed) = self.sync_instance(instance, cancel).await;
+            match (listed, active.as_mut()) {
+                (Some(listed), Some(all)) => all.extend(listed),
+                _ => active = None,
+            }
+            instances.push(report);
+        }
+        // Partial downloads of backups the API no longer lists are removed
+        // after the grace period, but only when every instance was listed:
+        // otherwise an unlisted instance's partials would look abandoned.
+        if let Some(active) = active.filter(|_| !cancel.is_cancelled()) {
+            self.clean_partials(active).await;
+        }
+        self.progress.finish();
+        let interrupted = cancel.is_cancelled();
+        CycleReport {
+            started,
+            elapsed: timer.elapsed(),
+            instances,
+            interrupted,
+        }
+    }
+
+    /// Every backup of `instance` whose start lies in the lookback window
+    /// before `now`, finished or not, oldest first.
+    pub async fn list_remote(
+        &self,
+        instance: &InstanceConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RemoteBackup>, ApiError> {
+        let lookback =
+            chrono::Duration::from_std(self.config.lookback).unwrap_or(chrono::Duration::days(7));
+        self.catalog
+            .list_backups(
+                instance.service,
+                &instance.instance_id,
+                Some(&instance.region),
+                now - lookback,
+                now,
+                &instance.kinds,
+            )
+            .await
+    }
+
+    /// Sync one instance: list, fetch what is due, publish, prune. Also
+    /// returns every backup the API listed (finished or not), or `None`
+    /// when the listing failed.
+    pub async fn sync_instance(
+        &self,
+        instance: &InstanceConfig,
+        cancel: &CancellationToken,
+    ) -> (
+        InstanceReport,
+        Option<HashSet<(String, BackupKind, String)>>,
+    ) {
+        let mut report = InstanceReport::new(&instance.instance_id, instance.service);
+        // An unknown instance must fail loudly: a PostgreSQL listing of an
+        // instance that does not exist is simply empty.
+        if let Err(e) = self
+            .catalog
+            .check_instance(
+                instance.service,
+                &instance.instance_id,
+                Some(&instance.region),
+            )
+            .await
+        {
+            report.fail(None, e.into());
+            report.retention_skipped = Some("the instance could not be checked".into());
+            return (report, None);
+        }
+        let now = self.clock.now();
+        let listed = match self.list_remote(instance, now).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                report.fail(None, e.into());
+                report.retention_skipped = Some("the listing failed".into());
+                return (report, None);
+            }
+        };
+        let finished: Vec<&RemoteBackup> = listed
+            .iter()
+            .filter(|b| b.finished && instance.kinds.contains(&b.kind))
+            .collect();
+        report.listed = finished.len();
+
+        let local = match self
+            .blocking({
+                let store = self.store.clone();
+                let id = instance.instance_id.clone();
+                move || store.list_sets(&id)
+            })
+            .await
+        {
+            Ok(local) => local,
+            Err(e) => {
+                report.fail(None, e);
+                report.retention_skipped = Some("the local sets could not be listed".into());
+                return (report, None);
+            }
+        };
+
+        let candidates: Vec<&RemoteBackup> = finished
+            .iter()
+            .copied()
+            .filter(|b| local.find(b.kind, &b.backup_id).is_none())
+            .collect();
+        let infos: Vec<SetInfo> = candidates
+            .iter()
+            .map(|b| SetInfo {
+                id: b.backup_id.clone(),
+                kind: b.kind,
+                start: b.start,
+                finish: b.finish,
+            })
+            .collect();
+        let keep = retention::would_keep_each(&infos, &local.set_infos(), &instance.retention, now);
+        let due: Vec<&RemoteBackup> = candidates
+            .iter()
+            .zip(keep)
+            .filter_map(|(b, keep)| {
+                if !keep {
+                    tracing::info!(instance = %instance.instance_id, backup_id = %b.backup_id, kind = %b.kind, "not fetched: retention would not keep it");
+                }
+                keep.then_some(*b)
+            })
+            .collect();
+        report.due = due.len();
+        tracing::info!(instance = %instance.instance_id, listed = report.listed, published_before = local.sets.len(), due = report.due, "instance listed");
+
+        // Sets run concurrently; the downloader bounds files and connections.
+        let width = self.config.transfer.concurrency.get();
+        let results: Vec<(&RemoteBackup, Result<Published, SetError>)> = stream::iter(due)
+            .map(|backup| async move { (backup, self.fetch_set(instance, backup, cancel).await) })
+            .buffer_unordered(width)
+            .collect()
+            .await;
+        for (backup, result) in results {
+            match result {
+                Ok(published) => report.published.push(published),
+                Err(SetError::Cancelled) => {}
+                Err(e) => report.fail(Some(backup), e),
+            }
+        }
+
+        if cancel.is_cancelled() {
+            report.retention_skipped = Some("the run was interrupted".into());
+            self.count_on_disk(instance, &mut report).await;
+        } else if !report.ok() {
+            report.retention_skipped =
+                Some("a backup of this instance failed in this cycle".into());
+            self.count_on_disk(instance, &mut report).await;
+        } else {
+            self.apply_retention(instance, &mut report).await;
+        }
+        let active = listed
+            .iter()
+            .map(|b| (instance.instance_id.clone(), b.kind, b.backup_id.clone()))
+            .collect();
+        (report, Some(active))
+    }
+
+    /// Plan retention over the published sets, apply it, and count what is
+    /// left on disk, from one listing.
+    async fn apply_retention(&self, instance: &InstanceConfig, report: &mut InstanceReport) {
+        let store = self.store.clone();
+        let id = instance.instance_id.clone();
+        let policy = instance.retention.clone();
+        let now = self.clock.now();
+        let result = self
+            .blocking(move || {
+                let listing = store.list_sets(&id)?;
+                let plan = retention::plan(&listing.set_infos(), &policy, now);
+                Ok::<_, StoreError>((listing, retention::apply(&id, &plan, &store)))
+            })
+            .await;
+        let (listing, applied) = match result {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(instance = %instance.instance_id, "retention not applied: {e}");
+                report.retention_skipped = Some(e.to_string());
+                return;
+            }
+        };
+        match applied {
+            Ok(applied) => {
+                for id in &applied.deleted {
+                    tracing::info!(instance = %instance.instance_id, set = %id, "pruned by retention");
+                }
+                for (id, error) in &applied.failed {
+                    tracing::warn!(instance = %instance.instance_id, set = %id, "could not delete: {error}");
+                }
+                report.pruned = applied.deleted;
+            }
+            Err(refused) => {
+                tracing::warn!(instance = %instance.instance_id, "retention not applied: {refused}");
+                report.retention_skipped = Some(refused.to_string());
+            }
+        }
+        let left = listing
+            .sets
+            .iter()
+            .filter(|set| !report.pruned.contains(&set.dir_name));
+        report.sets_on_disk = left.clone().count();
+        report.bytes_on_disk = left.map(|set| set.manifest.total_size()).sum();
+    }
+
+    async fn clean_partials(&self, active: HashSet<(String, BackupKind, String)>) {
+        let store = self.store.clone();
+        let grace = self.config.partial_grace;
+        let now = self.clock.now();
+        match self
+            .blocking(move || store.clean_partials(&active, grace, now))
+            .await
+        {
+            Ok(removed) => {
+                for r in &removed {
+                    tracing::info!(partial = %r.path.display(), bytes = r.bytes, "removed partial download: {}", r.reason);
+                }
+            }
+            Err(e) => tracing::warn!("partial downloads not cleaned: {e}"),
+        }
+    }
+
+    async fn count_on_disk(&self, instance: &InstanceConfig, report: &mut InstanceReport) {
+        let store = self.store.clone();
+        let id = instance.instance_id.clone();
+        if let Ok(listing) = self.blocking(move || store.list_sets(&id)).await {
+            report.sets_on_disk = listing.sets.len();
+            report.bytes_on_disk = listing.sets.iter().map(|s| s.manifest.total_size()).sum();
+        }
+    }
+
+    /// Download, verify and publish one set.
+    async fn fetch_set(
+        &self,
+        instance: &InstanceConfig,
+        backup: &RemoteBackup,
+        cancel: &CancellationToken,
+    ) -> Result<Published, SetError> {
+        if cancel.is_cancelled() {
+            return Err(SetError::Cancelled);
+        }
+        let lifetime = u32::from(self.config.transfer.url_lifetime_hours);
+        // Fresh URLs, resolved just before the transfer; the catalog has
+        // already refused any file name that is not a plain name.
+        let files = self.catalog.resolve(backup, lifetime).await?;
+        if files.is_empty() {
+            return Err(SetError::Refused(format!(
+                "the API listed no file for backup {}",
+                backup.backup_id
+            )));
+        }
+        let partial_dir = self
+            .blocking({
+                let store = self.store.clone();
+                let (id, kind, bid) = (
+                    instance.instance_id.clone(),
+                    backup.kind,
+                    backup.backup_id.clone(),
+                );
+                move || store.partial_dir(&id, kind, &bid)
+            })
+            .await?;
+        let urls = Arc::new(SetUrls::new(
+            self.catalog.clone(),
+            backup.clone(),
+            lifetime,
+            &files,
+        ));
+
+        let fetches = files.iter().map(|file| {
+            let job = FileJob {
+                backup_id: backup.backup_id.clone(),
+                file_name: file.name.clone(),
+                expected_size: file.expected_size,
+                partial_dir: partial_dir.clone(),
+                url: Arc::new(FileUrl {
+                    set: urls.clone(),
+                    file_name: file.name.clone(),
+                }),
+            };
+            self.fetch_file(job, cancel)
+        });
+        let fetched: Vec<Result<FetchedFile, SetError>> = futures::future::join_all(fetches).await;
+        if cancel.is_cancelled() {
+            return Err(SetError::Cancelled);
+        }
+        let mut ok = Vec::with_capacity(fetched.len());
+        for result in fetched {
+            ok.push(result?);
+        }
+
+        // Verify every file before anything is published.
+        let mut records = Vec::with_capacity(ok.len());
+        for (file, got) in files.iter().zip(&ok) {
+            let expect = Expectations {
+                size: file.expected_size,
+                server_crc64: got.server_crc64,
+                rdb: backup.kind == BackupKind::Redis,
+            };
+            let path = got.path.clone();
+            let digests = got.digests();
+            let verified = tokio::task::spawn_blocking(move || {
+                verify::verify_with_digests(&path, &digests, &expect)
+            })
+            .await
+            .map_err(|e| SetError::Task(e.to_string()))?;
+            match verified {
+                Ok(v) => records.push((
+                    got.path.clone(),
+                    FileRecord {
+                        name: file.name.clone(),
+                        size: v.size,
+                        sha256: v.sha256_hex(),
+                        crc64: v.crc64,
+                        crc64_checked_against_cos: got.server_crc64.is_some(),
+                    },
+                )),
+                Err(source) => {
+                    // A file that fails verification must not be resumed:
+                    // discard it so the next run fetches it afresh.
+                    let dir = partial_dir.clone();
+                    let name = file.name.clone();
+                    let discarded =
+                        tokio::task::spawn_blocking(move || discard_partial(&dir, &name)).await;
+                    if let Ok(Err(e)) = discarded {
+                        tracing::warn!(file = %file.name, "could not discard the failed download: {e}");
+                    }
+                    return Err(SetError::Verify {
+                        file: file.name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+
+        let set = SetToPublish {
+            instance_id: instance.instance_id.clone(),
+            region: backup.region.clone(),
+            kind: backup.kind,
+            backup_id: backup.backup_id.clone(),
+            start: backup.start,
+            finish: backup.finish,
+            files: records,
+        };
+        let local: LocalSet = self
+            .blocking({
+                let store = self.store.clone();
+                move || store.publish(&set)
+            })
+            .await?;
+        // Publishing moved the files and removed the partial directory with
+        // their sidecars.
+        let published = Published {
+            kind: backup.kind,
+            backup_id: backup.backup_id.clone(),
+            dir: local.dir.clone(),
+            bytes: local.manifest.total_size(),
+            files: local.manifest.files.len(),
+        };
+        self.progress.println(&format!(
+            "published {} {} ({} file(s), {}) -> {}",
+            backup.kind,
+            backup.backup_id,
+            published.files,
+            crate::progress::human_bytes(published.bytes),
+            published.dir.display()
+        ));
+        Ok(published)
+    }
+
+    async fn fetch_file(
+        &self,
+        job: FileJob,
+        cancel: &CancellationToken,
+    ) -> Result<FetchedFile, SetError> {
+        let name = job.file_name.clone();
+        let (tx, rx) = mpsc::channel(64);
+        let shown = tokio::spawn(show_progress(rx, self.progress.clone()));
+        let result = self.downloader.fetch(job, tx, cancel.clone()).await;
+        let _ = shown.await;
+        result.map_err(|source| {
+            if source.is_cancelled() {
+                SetError::Cancelled
+            } else {
+                SetError::Transfer { file: name, source }
+            }
+        })
+    }
+
+    async fn blocking<T, E, F>(&self, f: F) -> Result<T, SetError>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<SetError> + Send + 'static,
+    {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(result) => result.map_err(Into::into),
+            Err(e) => Err(SetError::Task(e.to_string())),
+        }
+    }
+}
+
+/// Feed transfer events into the progress display until the sender is gone.
+async fn show_progress(mut rx: mpsc::Receiver<ProgressEvent>, progress: Progress) {
+    while let Some(event) = rx.recv().await {
+        match event {
+            ProgressEvent::Started {
+                file,
+                total,
+                resumed_from,
+            } => progress.file_started(&file.file_name, total, resumed_from),
+            ProgressEvent::Bytes { file, n } => progress.advance(&file.file_name, n),
+            ProgressEvent::Restarted { file, reason } => {
+                progress.restart(&file.file_name, &format!("starting over: {reason}"))
+            }
+            ProgressEvent::UrlRefreshed { file } => {
+                progress.note(&file.file_name, "download URL renewed")
+            }
+            ProgressEvent::Retrying {
+                file,
+                attempt,
+                error,
+            } => progress.note(&file.file_name, &format!("retry {attempt}: {error}")),
+            ProgressEvent::Finished { file } => progress.file_finished(&file.file_name),
+        }
+    }
+}
+
+/// The latest download URLs of one set, shared by its files so that shards
+/// renewing at the same time make one API call, not one each.
+struct SetUrls {
+    catalog: Catalog,
+    backup: RemoteBackup,
+    lifetime_hours: u32,
+    state: tokio::sync::Mutex<UrlState>,
+}
+
+struct UrlState {
+    /// The newest resolution, by file name.
+    latest: Vec<ResolvedFile>,
+    /// URLs already handed out (a file asking again needs a newer one).
+    handed_out: HashSet<String>,
+}
+
+impl SetUrls {
+    fn new(
+        catalog: Catalog,
+        backup: RemoteBackup,
+        lifetime_hours: u32,
+        first: &[ResolvedFile],
+    ) -> Self {
+        Self {
+            catalog,
+            backup,
+            lifetime_hours,
+            state: tokio::sync::Mutex::new(UrlState {
+                latest: first.to_vec(),
+                handed_out: HashSet::new(),
+            }),
+        }
+    }
+
+    async fn url_for(&self, file_name: &str) -> Result<SignedUrl, UrlSourceError> {
+        let mut state = self.state.lock().await;
+        let cached = state
+            .latest
+            .iter()
+            .find(|f| f.name == file_name)
+            .map(|f| f.url.clone());
+        if let Some(url) = cached {
+            if state.handed_out.insert(url.expose().to_string()) {
+                return Ok(url);
+            }
+        }
+        let fresh = self
+            .catalog
+            .resolve(&self.backup, self.lifetime_hours)
+            .await
+            .map_err(|e| {
+                if e.is_retryable() {
+                    UrlSourceError::retryable(e)
+                } else {
+                    UrlSourceError::fatal(e)
+                }
+            })?;
+        let url = fresh
+            .iter()
+            .find(|f| f.name == file_name)
+            .map(|f| f.url.clone())
+            .ok_or_else(|| {
+                UrlSourceError::fatal(format!(
+                    "the API no longer lists file {file_name:?} of backup {}",
+                    self.backup.backup_id
+                ))
+            })?;
+        state.handed_out.insert(url.expose().to_string());
+        state.latest = fresh;
+        Ok(url)
+    }
+}
+
+/// One file's view of its set's URLs.
+struct FileUrl {
+    set: Arc<SetUrls>,
+    file_name: String,
+}
+
+impl UrlSource for FileUrl {
+    fn fresh_url(&self) -> BoxFuture<'_, Result<SignedUrl, UrlSourceError>> {
+        Box::pin(self.set.url_for(&self.file_name))
+    }
+}
