@@ -16,11 +16,11 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use futures::future::join_all;
-use tcbackup_signing::clock::SystemClock;
-use tcbackup_emulator::cos::{router, CosStore, ObjectBody, ObjectOptions, UrlShape};
-use tcbackup_signing::secret::SignedUrl;
 use tcbackup_core::transfer::{Downloader, FileJob, FixedUrl, TransferConfig};
 use tcbackup_core::verify::{self, Expectations};
+use tcbackup_emulator::cos::{router, CosStore, ObjectBody, ObjectOptions, UrlShape};
+use tcbackup_signing::clock::SystemClock;
+use tcbackup_signing::secret::SignedUrl;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]

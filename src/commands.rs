@@ -1,12 +1,13 @@
 //! The one-shot commands: `--now`, `check-config`, `list`, `verify` and
-//! `prune`. Each returns the process exit code.
+//! `prune`. Each returns how it ended ([`Exit`]).
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::app::{self, exit};
+use crate::context;
 use tcbackup_core::config::Config;
+use tcbackup_core::exit::Exit;
 use tcbackup_core::model::{BackupKind, RemoteBackup};
 use tcbackup_core::progress::{Progress, ProgressMode};
 use tcbackup_core::retention;
@@ -15,27 +16,27 @@ use tcbackup_core::service::history::History;
 use tcbackup_core::store::{LocalSet, Store};
 use tcbackup_core::sync::{CycleReport, SyncContext};
 
-/// The cycle's context, or the exit code after printing why it cannot be built.
-async fn context(config: Arc<Config>, progress: Progress) -> Result<SyncContext, u8> {
-    app::build_context(config, app::system_clock(), progress)
+/// The cycle's context, or how the run ends after printing why it cannot be built.
+async fn context(config: Arc<Config>, progress: Progress) -> Result<SyncContext, Exit> {
+    context::build_context(config, context::system_clock(), progress)
         .await
         .map_err(|e| {
             eprintln!("tcbackup: {e}");
-            e.exit_code()
+            e.exit()
         })
 }
 
 /// `tcbackup --now`: one cycle, then exit with the contract's code.
-pub async fn now(config: Config) -> u8 {
-    let shutdown = match app::shutdown_on_signals() {
+pub async fn now(config: Config) -> Exit {
+    let shutdown = match context::shutdown_on_signals() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("tcbackup: {e:#}");
-            return exit::FAILED;
+            return Exit::Failed;
         }
     };
     let config = Arc::new(config);
-    let ctx = match context(config.clone(), app::progress_for_terminal()).await {
+    let ctx = match context(config.clone(), context::progress_for_terminal()).await {
         Ok(ctx) => ctx,
         Err(code) => return code,
     };
@@ -44,7 +45,7 @@ pub async fn now(config: Config) -> u8 {
         Err(e) => {
             // With its cause: "open lock file X" alone does not say why.
             eprintln!("tcbackup: {:#}", anyhow::Error::new(e));
-            return exit::FAILED;
+            return Exit::Failed;
         }
     };
     // Under a timer (tcbackup-now.timer) this run is what the operator
@@ -58,14 +59,14 @@ pub async fn now(config: Config) -> u8 {
     }
     let report = ctx.run_cycle(&shutdown.token()).await;
     print_summary(&report);
-    let code = report.exit_code();
+    let code = report.exit();
     if !report.interrupted {
         let mut history = History::seeded(config.metrics_file.as_deref());
         history.retain_configured(&config);
         history.record(&report);
         history.write(&config).await;
         if let Some(health) = &health {
-            let ping = if code == exit::OK {
+            let ping = if code == Exit::Ok {
                 Ping::Success
             } else {
                 Ping::Fail
@@ -73,8 +74,8 @@ pub async fn now(config: Config) -> u8 {
             health.ping(ping, &report.summary()).await;
         }
     }
-    if code == exit::INTERRUPTED && !shutdown.by_signal() {
-        return exit::FAILED;
+    if code == Exit::Interrupted && !shutdown.by_signal() {
+        return Exit::Failed;
     }
     code
 }
@@ -116,7 +117,7 @@ pub fn print_summary(report: &CycleReport) {
 }
 
 /// `tcbackup check-config`: the file, the credentials, and each instance.
-pub async fn check_config(config: Config) -> u8 {
+pub async fn check_config(config: Config) -> Exit {
     crate::outln!(
         "{}: valid, {} instance(s), download_dir {}",
         config.source.display(),
@@ -133,7 +134,7 @@ pub async fn check_config(config: Config) -> u8 {
         "credentials: {}",
         ctx.catalog.client().credentials().describe()
     );
-    let mut code = exit::OK;
+    let mut code = Exit::Ok;
     for instance in &config.instances {
         match ctx
             .catalog
@@ -155,10 +156,10 @@ pub async fn check_config(config: Config) -> u8 {
                     "{} {} in {}: {e}",
                     instance.service, instance.instance_id, instance.region
                 );
-                code = code.max(if e.is_auth() {
-                    exit::AUTH
+                code = code.and(if e.is_auth() {
+                    Exit::Auth
                 } else {
-                    exit::CONFIG
+                    Exit::Config
                 });
             }
         }
@@ -208,9 +209,9 @@ impl ListRow {
 }
 
 /// `tcbackup list [--json] [--local]`: remote and local backups side by side.
-pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
+pub async fn list(config: Config, json: bool, local_only: bool) -> Exit {
     let config = Arc::new(config);
-    let store = Store::open(config.download_dir.clone(), app::system_clock());
+    let store = Store::open(config.download_dir.clone(), context::system_clock());
     let ctx = if local_only {
         None
     } else {
@@ -219,7 +220,7 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
             Err(code) => return code,
         }
     };
-    let mut code = exit::OK;
+    let mut code = Exit::Ok;
     let mut rows = Vec::new();
     for instance in &config.instances {
         let remote = match &ctx {
@@ -227,10 +228,10 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
                 Ok(list) => list,
                 Err(e) => {
                     eprintln!("{}: {e}", instance.instance_id);
-                    code = code.max(if e.is_auth() {
-                        exit::AUTH
+                    code = code.and(if e.is_auth() {
+                        Exit::Auth
                     } else {
-                        exit::FAILED
+                        Exit::Failed
                     });
                     Vec::new()
                 }
@@ -241,7 +242,7 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
             Ok(listing) => listing,
             Err(e) => {
                 eprintln!("{}: {e}", instance.instance_id);
-                code = code.max(exit::FAILED);
+                code = code.and(Exit::Failed);
                 Default::default()
             }
         };
@@ -266,7 +267,7 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
             Ok(text) => crate::outln!("{text}"),
             Err(e) => {
                 eprintln!("tcbackup: cannot encode the list: {e}");
-                return exit::FAILED;
+                return Exit::Failed;
             }
         }
     } else {
@@ -305,10 +306,10 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> u8 {
 }
 
 /// `tcbackup verify`: every published set against its manifest.
-pub async fn verify(config: Config) -> u8 {
+pub async fn verify(config: Config) -> Exit {
     let store = Arc::new(Store::open(
         config.download_dir.clone(),
-        app::system_clock(),
+        context::system_clock(),
     ));
     let result = tokio::task::spawn_blocking(
         move || -> Result<(usize, usize), tcbackup_core::store::StoreError> {
@@ -344,27 +345,27 @@ pub async fn verify(config: Config) -> u8 {
     match result {
         Ok(Ok((total, 0))) => {
             crate::outln!("{total} set(s) verified");
-            exit::OK
+            Exit::Ok
         }
         Ok(Ok((total, bad))) => {
             eprintln!("{bad} of {total} set(s) failed verification");
-            exit::FAILED
+            Exit::Failed
         }
         Ok(Err(e)) => {
             eprintln!("tcbackup: {e}");
-            exit::FAILED
+            Exit::Failed
         }
         Err(e) => {
             eprintln!("tcbackup: verification task failed: {e}");
-            exit::FAILED
+            Exit::Failed
         }
     }
 }
 
 /// `tcbackup prune [--dry-run]`: the retention plan, and with no
 /// `--dry-run` its application.
-pub async fn prune(config: Config, dry_run: bool) -> u8 {
-    let clock = app::system_clock();
+pub async fn prune(config: Config, dry_run: bool) -> Exit {
+    let clock = context::system_clock();
     let store =
         Store::open(config.download_dir.clone(), clock.clone()).with_modes(config.file_modes());
     let _lock = if dry_run {
@@ -374,18 +375,18 @@ pub async fn prune(config: Config, dry_run: bool) -> u8 {
             Ok(lock) => Some(lock),
             Err(e) => {
                 eprintln!("tcbackup: {:#}", anyhow::Error::new(e));
-                return exit::FAILED;
+                return Exit::Failed;
             }
         }
     };
     let now = clock.now();
-    let mut code = exit::OK;
+    let mut code = Exit::Ok;
     for instance in &config.instances {
         let listing = match store.list_sets(&instance.instance_id) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("{}: {e}", instance.instance_id);
-                code = exit::FAILED;
+                code = Exit::Failed;
                 continue;
             }
         };
@@ -398,19 +399,19 @@ pub async fn prune(config: Config, dry_run: bool) -> u8 {
         );
         crate::outln!("{plan}");
         if !dry_run {
-            match retention::apply(&instance.instance_id, &plan, &store) {
+            match store.apply_plan(&instance.instance_id, &plan) {
                 Ok(applied) => {
                     for id in &applied.deleted {
                         crate::outln!("deleted {id}");
                     }
                     for (id, e) in &applied.failed {
                         eprintln!("could not delete {id}: {e}");
-                        code = exit::FAILED;
+                        code = Exit::Failed;
                     }
                 }
                 Err(e) => {
                     eprintln!("{}: {e}", instance.instance_id);
-                    code = exit::FAILED;
+                    code = Exit::Failed;
                 }
             }
         }

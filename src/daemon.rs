@@ -37,17 +37,18 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::app::{self, exit, SetupError};
-use tcbackup_signing::clock::Clock;
+use crate::context::{self, SetupError};
+use crate::shutdown::Shutdown;
 use tcbackup_core::cloud::error::ApiError;
 use tcbackup_core::config::{Config, Schedule, ScheduleWhen};
+use tcbackup_core::exit::Exit;
 use tcbackup_core::progress::{Progress, ProgressMode};
 use tcbackup_core::service::healthcheck::{HealthCheck, Ping};
 use tcbackup_core::service::history::History;
 use tcbackup_core::service::notify::Notifier;
-use crate::shutdown::Shutdown;
 use tcbackup_core::store::StoreError;
 use tcbackup_core::sync::{CycleReport, SyncContext};
+use tcbackup_signing::clock::Clock;
 
 /// How long a stop waits for the running cycle to wind down before the
 /// process exits anyway. Below the unit's `TimeoutStopSec=90s`, so systemd
@@ -152,12 +153,12 @@ pub enum PrepareError {
 }
 
 impl PrepareError {
-    /// The exit code when this stops the daemon at startup.
-    pub fn exit_code(&self) -> u8 {
+    /// How the daemon ends when this stops it at startup.
+    pub fn exit(&self) -> Exit {
         match self {
-            PrepareError::Setup(e) => e.exit_code(),
-            PrepareError::Refused { .. } => exit::AUTH,
-            PrepareError::Cancelled => exit::OK,
+            PrepareError::Setup(e) => e.exit(),
+            PrepareError::Refused { .. } => Exit::Auth,
+            PrepareError::Cancelled => Exit::Ok,
         }
     }
 }
@@ -235,24 +236,24 @@ enum Outcome {
 }
 
 /// Run as a daemon until SIGTERM/SIGINT. Returns the exit code.
-pub async fn run(config_path: &Path, config: Config) -> u8 {
-    let shutdown = match app::shutdown_on_signals() {
+pub async fn run(config_path: &Path, config: Config) -> Exit {
+    let shutdown = match context::shutdown_on_signals() {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e:#}");
-            return exit::FAILED;
+            return Exit::Failed;
         }
     };
     let reloads = match crate::shutdown::reload_requests() {
         Ok(rx) => rx,
         Err(e) => {
             tracing::error!("cannot listen for SIGHUP: {e}");
-            return exit::FAILED;
+            return Exit::Failed;
         }
     };
     let daemon = Daemon::new(
         config_path.to_path_buf(),
-        app::system_clock(),
+        context::system_clock(),
         Notifier::from_env(),
         shutdown,
     );
@@ -300,17 +301,17 @@ impl Daemon {
 
     /// Check `config`, report READY, then loop: wait for the next run (serving
     /// reloads), run a cycle, repeat; until the stop signal. Returns the exit code.
-    pub async fn run(self, config: Config, mut reloads: mpsc::Receiver<()>) -> u8 {
+    pub async fn run(self, config: Config, mut reloads: mpsc::Receiver<()>) -> Exit {
         let token = self.shutdown.token();
         let mut active = match self.prepare(Arc::new(config)).await {
             Ok(active) => active,
             Err(PrepareError::Cancelled) => {
                 self.stopping("stopped before the first cycle");
-                return exit::OK;
+                return Exit::Ok;
             }
             Err(e) => {
                 tracing::error!("{e}");
-                return e.exit_code();
+                return e.exit();
             }
         };
         let mut history = History::seeded(active.config().metrics_file.as_deref());
@@ -340,7 +341,7 @@ impl Daemon {
                             break;
                         }
                     }
-                    _ = token.cancelled() => break 'run exit::OK,
+                    _ = token.cancelled() => break 'run Exit::Ok,
                     Some(()) = reloads.recv() => {
                         if let Some(new) = self.reload().await {
                             active = new;
@@ -355,7 +356,7 @@ impl Daemon {
                 }
             }
             if token.is_cancelled() {
-                break exit::OK;
+                break Exit::Ok;
             }
 
             let started = self.clock.now();
@@ -368,7 +369,7 @@ impl Daemon {
                 tracing::info!("the reloaded configuration is now in use");
             }
             let last = match &outcome {
-                Outcome::Abandoned => break exit::FAILED,
+                Outcome::Abandoned => break Exit::Failed,
                 Outcome::Ran(report) if report.interrupted => {
                     format!("cycle of {} interrupted", stamp(started))
                 }
@@ -382,7 +383,7 @@ impl Daemon {
                 Outcome::Failed(why) => format!("last run failed at {}: {why}", stamp(started)),
             };
             if token.is_cancelled() {
-                break exit::OK;
+                break Exit::Ok;
             }
             next = self.schedule_after(active.config(), last_start);
             self.notifier
@@ -434,7 +435,7 @@ impl Daemon {
         let work = async {
             // Each cycle gets its own progress; this one is never shown.
             let progress = Progress::new(ProgressMode::Quiet);
-            let ctx = app::build_context(config.clone(), self.clock.clone(), progress).await?;
+            let ctx = context::build_context(config.clone(), self.clock.clone(), progress).await?;
             check_credentials(&ctx).await?;
             Ok::<_, PrepareError>(ctx)
         };
@@ -471,7 +472,7 @@ impl Daemon {
                 return None;
             }
         };
-        crate::app::log_config_warnings(&config);
+        crate::context::log_config_warnings(&config);
         match self.prepare(Arc::new(config)).await {
             Ok(active) => {
                 tracing::info!(path = %self.config_path.display(), "configuration reloaded");
@@ -617,7 +618,7 @@ impl Daemon {
             tracing::info!("cycle interrupted: {}", report.summary());
         } else {
             tracing::info!("cycle finished: {}", report.summary());
-            let ping = if report.exit_code() == exit::OK {
+            let ping = if report.exit() == Exit::Ok {
                 Ping::Success
             } else {
                 Ping::Fail
@@ -637,7 +638,7 @@ mod tests {
     }
 
     fn cst() -> FixedOffset {
-        FixedOffset::east_opt(8 * 3600).unwrap()
+        tcbackup_signing::times::CHINA_STANDARD_TIME
     }
 
     #[test]

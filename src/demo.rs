@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::app::{self, exit};
+use crate::context;
 use tcbackup_core::config::Config;
-use tcbackup_emulator::{Emulator, EmulatorOptions};
+use tcbackup_core::exit::Exit;
 use tcbackup_core::retention;
+use tcbackup_emulator::{Emulator, EmulatorOptions};
 
 /// Per-connection speed of the demo's COS, bytes per second.
 const DEMO_RATE: u64 = 256 * 1024;
@@ -66,9 +67,9 @@ pub fn demo_config(
     Config::from_str(&text, "config/demo.toml").map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Run the demo into `dir`; returns the exit code of the pull.
-pub async fn run(dir: &Path) -> anyhow::Result<u8> {
-    let shutdown = app::shutdown_on_signals()?;
+/// Run the demo into `dir`; returns how the pull ended.
+pub async fn run(dir: &Path) -> anyhow::Result<Exit> {
+    let shutdown = context::shutdown_on_signals()?;
     let emulator = Emulator::start(EmulatorOptions::new().sample(true))
         .await
         .context("cannot start the built-in emulator")?;
@@ -103,10 +104,10 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
         tcbackup_core::progress::human_bytes(DEMO_RATE)
     );
 
-    let ctx = app::build_context(
+    let ctx = context::build_context(
         config.clone(),
-        app::system_clock(),
-        app::progress_for_terminal(),
+        context::system_clock(),
+        context::progress_for_terminal(),
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -151,8 +152,8 @@ pub async fn run(dir: &Path) -> anyhow::Result<u8> {
         .shutdown()
         .await
         .context("emulator did not stop cleanly")?;
-    let code = report.exit_code();
-    if code == exit::OK {
+    let code = report.exit();
+    if code == Exit::Ok {
         // A config for the local commands (they need no emulator). It holds
         // no key: the emulator is gone, and nothing here calls the API.
         let config_path = dir.with_extension("toml");

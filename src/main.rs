@@ -1,18 +1,80 @@
 //! The `tcbackup` binary: the command line, the daemon, the demo and the
-//! commands on top of the `tcbackup-core` library. `main` parses the
-//! command line and hands over to `app`.
+//! commands on top of the `tcbackup-core` library. `main` starts the
+//! runtime and `run` dispatches to the mode the command line asks for;
+//! every mode returns an [`Exit`], turned into the process exit code here.
 
-mod app;
 mod cli;
 mod commands;
+mod context;
 mod daemon;
 mod demo;
 mod logging;
 mod output;
 mod shutdown;
 
+use std::process::ExitCode;
+
 use clap::Parser;
 
-fn main() -> std::process::ExitCode {
-    app::main(cli::Cli::parse())
+use crate::cli::{Cli, Command};
+use tcbackup_core::exit::Exit;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.verbose, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tcbackup: cannot start the async runtime: {e}");
+            return Exit::Failed.into();
+        }
+    };
+    runtime.block_on(run(cli)).into()
+}
+
+/// Run the mode `cli` asks for.
+async fn run(cli: Cli) -> Exit {
+    match cli.command {
+        Some(Command::Demo { dir }) => report(demo::run(&dir).await),
+        Some(Command::Emulator { listen }) => {
+            let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let id = env("TENCENTCLOUD_SECRET_ID");
+            let key = env("TENCENTCLOUD_SECRET_KEY");
+            match tcbackup_emulator::run_standalone(listen, id, key).await {
+                Ok(()) => Exit::Ok,
+                Err(e) => {
+                    eprintln!("tcbackup: emulator: {e}");
+                    Exit::Failed
+                }
+            }
+        }
+        command => {
+            let config = match context::load_config(&cli.config) {
+                Ok(config) => config,
+                Err(exit) => return exit,
+            };
+            match command {
+                None if cli.now => commands::now(config).await,
+                None => daemon::run(&cli.config, config).await,
+                Some(Command::CheckConfig) => commands::check_config(config).await,
+                Some(Command::List { json, local }) => commands::list(config, json, local).await,
+                Some(Command::Verify) => commands::verify(config).await,
+                Some(Command::Prune { dry_run }) => commands::prune(config, dry_run).await,
+                Some(Command::Demo { .. } | Command::Emulator { .. }) => Exit::Config,
+            }
+        }
+    }
+}
+
+fn report(result: anyhow::Result<Exit>) -> Exit {
+    match result {
+        Ok(exit) => exit,
+        Err(e) => {
+            eprintln!("tcbackup: {e:#}");
+            Exit::Failed
+        }
+    }
 }

@@ -47,7 +47,7 @@ impl Shutdown {
                 _ = sigterm.recv() => "SIGTERM",
             };
             tracing::error!("second {name}: exiting at once");
-            std::process::exit(i32::from(crate::app::exit::INTERRUPTED));
+            std::process::exit(i32::from(tcbackup_core::exit::Exit::Interrupted.code()));
         });
         Ok(())
     }

@@ -13,17 +13,17 @@ use chrono::{DateTime, Duration as Span, Utc};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use tcbackup_signing::clock::{Clock, ManualClock, SystemClock};
 use tcbackup_core::cloud::credentials::{CredentialSource, MetadataConfig};
 use tcbackup_core::cloud::retry::RetryConfig;
 use tcbackup_core::cloud::{
     ApiClient, ApiError, ApiTimeZone, Catalog, ClientConfig, CredentialProvider, Credentials,
 };
+use tcbackup_core::model::{BackupKind, RemoteBackup, Service};
 use tcbackup_emulator::{
     ApiFault, Emulator, EmulatorOptions, ObjectBody, PgBackupKind, PgBackupSpec, PgInstance,
     RedisBackupSpec, RedisInstance,
 };
-use tcbackup_core::model::{BackupKind, RemoteBackup, Service};
+use tcbackup_signing::clock::{Clock, ManualClock, SystemClock};
 
 const REGION: &str = "ap-guangzhou";
 const REDIS: &str = "crs-pagetest";

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration};
-use tcbackup_signing::clock::{Clock, ManualClock};
 use tcbackup_emulator::cos::{
     fill_generated, router, CosStore, Fault, FaultTarget, ObjectBody, ObjectOptions, Repeat,
     UrlShape,
 };
+use tcbackup_signing::clock::{Clock, ManualClock};
 
 const SECRET_ID: &str = "AKIDcosTest";
 const SECRET_KEY: &str = "cosTestSecretKey";

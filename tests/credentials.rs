@@ -12,7 +12,6 @@ use chrono::Duration as Span;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use tcbackup_signing::clock::{Clock, ManualClock, SystemClock};
 use tcbackup_core::cloud::credentials::{
     ChainConfig, ConfigCredentials, CredentialEnv, CredentialSource, MetadataConfig,
 };
@@ -20,8 +19,9 @@ use tcbackup_core::cloud::retry::RetryConfig;
 use tcbackup_core::cloud::{
     ApiClient, ApiError, ApiTimeZone, Catalog, ClientConfig, CredentialProvider, CredentialsError,
 };
-use tcbackup_emulator::{Emulator, EmulatorOptions, RedisInstance};
 use tcbackup_core::model::Service;
+use tcbackup_emulator::{Emulator, EmulatorOptions, RedisInstance};
+use tcbackup_signing::clock::{Clock, ManualClock, SystemClock};
 use tcbackup_signing::secret::Secret;
 
 const REGION: &str = "ap-guangzhou";

@@ -21,13 +21,13 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-use tcbackup_signing::clock::{Clock, SystemClock};
+use tcbackup_core::store::Store;
 use tcbackup_emulator::cos::{Fault, FaultTarget, Repeat};
 use tcbackup_emulator::sample::{self, sample_rdb};
 use tcbackup_emulator::{
     Emulator, EmulatorOptions, ObjectBody, PgBackupKind, PgInstance, RedisBackupSpec,
 };
-use tcbackup_core::store::Store;
+use tcbackup_signing::clock::{Clock, SystemClock};
 
 /// The longest any single condition may take to come true.
 const WAIT: Duration = Duration::from_secs(60);

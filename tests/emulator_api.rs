@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
-use tcbackup_signing::clock::{Clock, ManualClock};
-use tcbackup_signing::tc3::{self, SignRequest};
+use tcbackup_core::model::Service;
 use tcbackup_emulator::{
     format_api_time, redis_status, sample, ApiFault, Emulator, EmulatorOptions, ObjectBody,
     PgBackupKind, PgBackupSpec, PgInstance, RedisBackupSpec, RedisInstance,
 };
-use tcbackup_core::model::Service;
+use tcbackup_signing::clock::{Clock, ManualClock};
+use tcbackup_signing::tc3::{self, SignRequest};
 
 const REGION: &str = "ap-guangzhou";
 

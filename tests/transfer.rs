@@ -11,17 +11,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::DateTime;
 use futures::future::BoxFuture;
-use tcbackup_signing::clock::{Clock, ManualClock};
-use tcbackup_emulator::cos::{
-    fill_generated, router, CosStore, Fault, FaultTarget, ObjectBody, ObjectOptions, Repeat,
-    UrlShape,
-};
-use tcbackup_signing::secret::SignedUrl;
 use tcbackup_core::transfer::{
     Downloader, FetchedFile, FileJob, ProgressEvent, RestartReason, RetryPolicy, TransferConfig,
     TransferError, UrlSource, UrlSourceError,
 };
 use tcbackup_core::verify::{self, Expectations, VerifyError};
+use tcbackup_emulator::cos::{
+    fill_generated, router, CosStore, Fault, FaultTarget, ObjectBody, ObjectOptions, Repeat,
+    UrlShape,
+};
+use tcbackup_signing::clock::{Clock, ManualClock};
+use tcbackup_signing::secret::SignedUrl;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

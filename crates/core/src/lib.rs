@@ -9,6 +9,8 @@
 
 pub mod cloud;
 pub mod config;
+pub mod duration;
+pub mod exit;
 pub mod model;
 pub mod private_files;
 pub mod progress;

@@ -15,20 +15,21 @@ use futures::stream::{self, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use tcbackup_signing::clock::Clock;
 use crate::cloud::catalog::Catalog;
 use crate::cloud::error::ApiError;
 use crate::config::{Config, InstanceConfig};
+use crate::exit::Exit;
 use crate::model::{BackupKind, RemoteBackup, ResolvedFile};
 use crate::progress::Progress;
 use crate::retention::{self, SetInfo};
-use tcbackup_signing::secret::SignedUrl;
 use crate::store::{FileRecord, LocalSet, SetToPublish, Store, StoreError};
 use crate::transfer::{
     discard_partial, Downloader, FetchedFile, FileJob, ProgressEvent, TransferError, UrlSource,
     UrlSourceError,
 };
 use crate::verify::{self, Expectations, VerifyError};
+use tcbackup_signing::clock::Clock;
+use tcbackup_signing::secret::SignedUrl;
 
 /// Everything a cycle needs; built once per process (or per reload).
 #[derive(Clone)]
@@ -200,19 +201,22 @@ pub struct CycleReport {
 }
 
 impl CycleReport {
-    /// The `--now` exit code: 130 interrupted, 3 authentication, 1 a set
-    /// failed, 0 otherwise.
-    pub fn exit_code(&self) -> u8 {
+    /// How the cycle ended: interrupted, an authentication failure, a
+    /// failed set, or success (the precedence is [`Exit::and`]'s).
+    pub fn exit(&self) -> Exit {
         let failures = self.instances.iter().flat_map(|i| &i.failures);
-        if self.interrupted {
-            130
-        } else if failures.clone().any(|f| f.error.is_auth()) {
-            3
-        } else if failures.count() > 0 {
-            1
+        let interrupted = if self.interrupted {
+            Exit::Interrupted
         } else {
-            0
-        }
+            Exit::Ok
+        };
+        failures.fold(interrupted, |exit, f| {
+            exit.and(if f.error.is_auth() {
+                Exit::Auth
+            } else {
+                Exit::Failed
+            })
+        })
     }
 
     /// Sets published over all instances.
@@ -433,7 +437,7 @@ impl SyncContext {
             .blocking(move || {
                 let listing = store.list_sets(&id)?;
                 let plan = retention::plan(&listing.set_infos(), &policy, now);
-                Ok::<_, StoreError>((listing, retention::apply(&id, &plan, &store)))
+                Ok::<_, StoreError>((listing, store.apply_plan(&id, &plan)))
             })
             .await;
         let (listing, applied) = match result {

@@ -29,10 +29,10 @@ use tcbackup_signing::clock::Clock;
 use tcbackup_signing::cos::{presign_url, Presign};
 use tcbackup_signing::secret::Secret;
 
-pub use tcbackup_signing::cos::UrlShape;
 pub use faults::{Fault, FaultId, FaultTarget, Repeat};
 pub use generate::fill_generated;
 pub use stats::{ObjectStats, RequestRecord};
+pub use tcbackup_signing::cos::UrlShape;
 
 /// The content of an object.
 #[derive(Debug, Clone)]

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone, Utc};
+use tcbackup_signing::times::CHINA_STANDARD_TIME;
 
 use self::rdb::{build_rdb, RdbEntry, RdbValue, RdbWriter};
 use self::targz::{build_targz, TarMember};
@@ -118,10 +119,7 @@ impl SplitMix {
 }
 
 fn china() -> FixedOffset {
-    match FixedOffset::east_opt(8 * 3600) {
-        Some(offset) => offset,
-        None => unreachable!("UTC+8 is a valid offset"),
-    }
+    CHINA_STANDARD_TIME
 }
 
 /// The latest instant at `hour`:`minute` UTC+8 that is not after `before`.
@@ -581,8 +579,8 @@ mod tests {
     /// which the old sample lost its shape).
     #[test]
     fn load_follows_the_injected_clock() {
-        use tcbackup_signing::clock::ManualClock;
         use crate::cos::CosStore;
+        use tcbackup_signing::clock::ManualClock;
         let now = midnight_china() + Duration::minutes(40);
         let clock: std::sync::Arc<dyn tcbackup_signing::clock::Clock> =
             std::sync::Arc::new(ManualClock::fixed(now));

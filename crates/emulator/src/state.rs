@@ -16,8 +16,8 @@ use super::api::faults::ApiFault;
 use super::api::ratelimit::RateLimiter;
 use super::cos::{CosStore, ObjectBody, ObjectOptions};
 use tcbackup_signing::clock::Clock;
-use tcbackup_signing::times::ApiTimeZone;
 use tcbackup_signing::service::Service;
+use tcbackup_signing::times::ApiTimeZone;
 
 /// Format an instant as the APIs do: `YYYY-MM-DD hh:mm:ss` in UTC+8.
 pub fn format_api_time(t: DateTime<Utc>) -> String {

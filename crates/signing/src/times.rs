@@ -43,17 +43,17 @@ pub struct ApiTimeZone {
 impl Default for ApiTimeZone {
     /// UTC+8.
     fn default() -> Self {
-        Self::from_offset(china_standard_time())
+        Self::from_offset(CHINA_STANDARD_TIME)
     }
 }
 
-fn china_standard_time() -> FixedOffset {
-    match FixedOffset::east_opt(DEFAULT_OFFSET_SECONDS) {
-        Some(offset) => offset,
-        // 8 hours is well inside FixedOffset's ±24 h range.
-        None => unreachable!("+08:00 is a valid offset"),
-    }
-}
+/// UTC+8 (China Standard Time): the default zone of API time strings and
+/// of retention's calendar days. The one definition of it.
+pub const CHINA_STANDARD_TIME: FixedOffset = match FixedOffset::east_opt(DEFAULT_OFFSET_SECONDS) {
+    Some(offset) => offset,
+    // Evaluated at compile time: 8 hours is well inside chrono's ±24 h range.
+    None => panic!("+08:00 is a valid offset"),
+};
 
 impl ApiTimeZone {
     /// Read and write API times at `offset`.

@@ -9,9 +9,9 @@ use crate::cloud::client::ApiClient;
 use crate::cloud::error::ApiError;
 use crate::cloud::postgres::{self, PgBackup, PgBackupType};
 use crate::cloud::redis::{self, RedisBackupSet};
-use tcbackup_signing::times::{ApiTimeZone, TimeError};
 use crate::model::{check_file_name, BackupKind, RemoteBackup, RemoteFile, ResolvedFile, Service};
 use tcbackup_signing::secret::SignedUrl;
+use tcbackup_signing::times::{ApiTimeZone, TimeError};
 
 /// Error codes meaning "no such instance" (reference §6.6, §7.8).
 const INSTANCE_NOT_FOUND_CODES: &[&str] = &[

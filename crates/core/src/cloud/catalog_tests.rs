@@ -10,11 +10,11 @@ use rand::SeedableRng;
 use serde_json::{json, Value};
 
 use super::*;
-use tcbackup_signing::clock::ManualClock;
 use crate::cloud::client::ClientConfig;
 use crate::cloud::credentials::{CredentialProvider, CredentialSource, Credentials};
 use crate::cloud::retry::RetryConfig;
 use crate::cloud::testutil::{Captured, FakeApi, Reply};
+use tcbackup_signing::clock::ManualClock;
 
 const KEY: &str = "catalog-test-key";
 

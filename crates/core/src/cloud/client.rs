@@ -22,15 +22,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use tcbackup_signing::clock::Clock;
 use crate::cloud::credentials::{CredentialProvider, Credentials};
 use crate::cloud::error::{is_rate_limit_code, ApiError, TransportError, TransportKind};
 use crate::cloud::ratelimit::{RateLimiter, RateLimits};
 use crate::cloud::retry::{classify, Backoff, RetryAction, RetryConfig};
-use tcbackup_signing::tc3::{sign, SignRequest};
-use tcbackup_signing::cos::host_header;
 use crate::model::Service;
+use tcbackup_signing::clock::Clock;
+use tcbackup_signing::cos::host_header;
 use tcbackup_signing::secret::redact_url;
+use tcbackup_signing::tc3::{sign, SignRequest};
 
 /// The Content-Type sent and signed, byte for byte (no `; charset`).
 pub const CONTENT_TYPE: &str = "application/json";

@@ -8,9 +8,9 @@ use rand::SeedableRng;
 use serde_json::{json, Value};
 
 use super::*;
-use tcbackup_signing::clock::ManualClock;
 use crate::cloud::credentials::CredentialSource;
 use crate::cloud::testutil::{FakeApi, FakeMetadata, Reply};
+use tcbackup_signing::clock::ManualClock;
 
 const KEY: &str = "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE";
 const ID: &str = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE";

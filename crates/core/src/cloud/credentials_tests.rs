@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use super::*;
-use tcbackup_signing::clock::ManualClock;
 use crate::cloud::testutil::FakeMetadata;
+use tcbackup_signing::clock::ManualClock;
 
 fn no_metadata() -> MetadataConfig {
     MetadataConfig {

@@ -6,8 +6,8 @@
 //! messages pass through `redact_url`, and credential errors name sources only.
 
 use crate::cloud::credentials::CredentialsError;
-use tcbackup_signing::times::TimeError;
 use crate::model::Service;
+use tcbackup_signing::times::TimeError;
 
 /// A failed cloud API call.
 #[derive(Debug, thiserror::Error)]

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::cloud::client::ApiClient;
 use crate::cloud::error::ApiError;
 use crate::cloud::paging::{collect_pages, null_as_default, Page};
-use tcbackup_signing::times::ApiTimeZone;
 use crate::model::Service;
+use tcbackup_signing::times::ApiTimeZone;
 
 /// Page size of every PostgreSQL list action (documented maximum 100).
 pub const LIMIT: u64 = 100;

@@ -15,8 +15,8 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use tcbackup_signing::clock::Clock;
 use crate::cloud::credentials::{CredentialProvider, MetadataConfig};
+use tcbackup_signing::clock::Clock;
 use tcbackup_signing::tc3::{sign, SignRequest};
 
 /// One request as the fake API saw it.

@@ -24,7 +24,6 @@
 //!   instance as a whole (keys are not merged). An empty policy is an error,
 //!   never "delete everything".
 
-pub mod duration;
 mod raw;
 pub mod units;
 mod validate;

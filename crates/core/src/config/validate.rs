@@ -11,13 +11,13 @@ use chrono::FixedOffset;
 use toml::Spanned;
 use url::Url;
 
-use super::duration::{format_duration, parse_duration};
 use super::raw::{self, LineIndex, RawConfig, RawRetention, RawSchedule, RawTransfer, TableLines};
 use super::units::{format_size, parse_bandwidth, parse_offset, parse_size, parse_time_of_day};
 use super::{
     ApiConfig, Config, ConfigError, InstanceConfig, Problem, Schedule, ScheduleWhen,
     StaticCredentials, TransferConfig,
 };
+use crate::duration::{format_duration, parse_duration};
 use crate::model::{BackupKind, Service};
 use crate::retention::{Policy, CHINA_STANDARD_TIME};
 use tcbackup_signing::secret::Secret;

@@ -23,7 +23,6 @@
 //!   every log is kept (there is nothing to anchor them to).
 //! - Set times are start times (the log rule uses a log's finish).
 
-mod apply;
 mod display;
 
 use std::collections::BTreeMap;
@@ -32,18 +31,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Utc};
 
-use crate::config::duration::format_duration;
+use crate::duration::format_duration;
 use crate::model::BackupKind;
 
-pub use apply::{apply, ApplyReport, RetentionError};
-
-/// UTC+8, the zone Tencent Cloud's API times are written in, and the
-/// default for retention's calendar days.
-pub const CHINA_STANDARD_TIME: FixedOffset = match FixedOffset::east_opt(8 * 3600) {
-    Some(offset) => offset,
-    // Evaluated at compile time: 8 hours is within chrono's range.
-    None => panic!("UTC+8 is a valid offset"),
-};
+/// UTC+8, the default for retention's calendar days (the zone of the
+/// API's times; defined once, in `tcbackup_signing::times`).
+pub use tcbackup_signing::times::CHINA_STANDARD_TIME;
 
 /// What to keep. Every rule is optional; the config refuses a policy with
 /// none (an empty policy here keeps only the newest set of each kind).

@@ -1,10 +1,6 @@
-use std::sync::Arc;
-
 use chrono::{NaiveDateTime, TimeDelta};
 
 use super::*;
-use tcbackup_signing::clock::ManualClock;
-use crate::store::{FileRecord, SetToPublish, Store};
 
 /// A UTC instant from "YYYY-MM-DD hh:mm".
 fn utc(text: &str) -> DateTime<Utc> {
@@ -462,94 +458,4 @@ fn policy_emptiness_and_display() {
         policy.to_string(),
         "keep_last 7, keep_within 2w (calendar in UTC+08:00)"
     );
-}
-
-fn publish(store: &Store, kind: BackupKind, backup_id: &str, start: &str) -> String {
-    let partial = store.partial_dir("crs-a", kind, backup_id).unwrap();
-    let path = partial.join("f.part");
-    std::fs::write(&path, b"data").unwrap();
-    let record = FileRecord {
-        name: "f.rdb".to_string(),
-        size: 4,
-        sha256: "3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7".to_string(),
-        crc64: 1,
-        crc64_checked_against_cos: false,
-    };
-    store
-        .publish(&SetToPublish {
-            instance_id: "crs-a".to_string(),
-            region: "ap-guangzhou".to_string(),
-            kind,
-            backup_id: backup_id.to_string(),
-            start: utc(start),
-            finish: None,
-            files: vec![(path, record)],
-        })
-        .unwrap()
-        .dir_name
-}
-
-#[test]
-fn apply_deletes_exactly_the_sets_marked_delete() {
-    let root = tempfile::tempdir().unwrap();
-    let store = Store::open(root.path(), Arc::new(ManualClock::fixed(utc(NOW))));
-    let old = publish(&store, BackupKind::Redis, "r1", "2025-01-01 02:00");
-    let mid = publish(&store, BackupKind::Redis, "r2", "2025-01-02 02:00");
-    let new = publish(&store, BackupKind::Redis, "r3", "2025-01-03 02:00");
-    let policy = Policy {
-        keep_last: Some(2),
-        ..Policy::default()
-    };
-    let listing = store.list_sets("crs-a").unwrap();
-    let plan = plan(&listing.set_infos(), &policy, utc(NOW));
-    let report = apply("crs-a", &plan, &store).unwrap();
-    assert_eq!(report.deleted, std::slice::from_ref(&old));
-    assert!(report.failed.is_empty() && report.already_gone.is_empty());
-    let left: Vec<String> = store
-        .list_sets("crs-a")
-        .unwrap()
-        .sets
-        .into_iter()
-        .map(|set| set.dir_name)
-        .collect();
-    assert_eq!(left, [mid, new]);
-    // Applying the same plan again finds the set already gone.
-    let again = apply("crs-a", &plan, &store).unwrap();
-    assert_eq!(again.already_gone, [old]);
-}
-
-#[test]
-fn apply_refuses_a_plan_that_would_leave_a_kind_empty() {
-    let root = tempfile::tempdir().unwrap();
-    let store = Store::open(root.path(), Arc::new(ManualClock::fixed(utc(NOW))));
-    let only = publish(&store, BackupKind::Redis, "r1", "2025-01-01 02:00");
-    let doctored = RetentionPlan {
-        entries: vec![PlanEntry {
-            id: only.clone(),
-            kind: BackupKind::Redis,
-            start: utc("2025-01-01 02:00"),
-            finish: None,
-            keep: false,
-            reasons: vec![Reason::NotKept],
-        }],
-        time_zone: CHINA_STANDARD_TIME,
-    };
-    let err = apply("crs-a", &doctored, &store).unwrap_err();
-    assert!(matches!(err, RetentionError::KeepsNothing { .. }), "{err}");
-    // A plan whose kept set vanished from disk is refused too.
-    let stale = RetentionPlan {
-        entries: vec![
-            PlanEntry {
-                id: "2025-02-01T000000Z_redis_gone".to_string(),
-                keep: true,
-                reasons: vec![Reason::Newest],
-                ..doctored.entries[0].clone()
-            },
-            doctored.entries[0].clone(),
-        ],
-        time_zone: CHINA_STANDARD_TIME,
-    };
-    let err = apply("crs-a", &stale, &store).unwrap_err();
-    assert!(matches!(err, RetentionError::KeptSetsGone { .. }), "{err}");
-    assert_eq!(store.list_sets("crs-a").unwrap().sets.len(), 1);
 }

@@ -29,6 +29,7 @@
 //! All methods do blocking file I/O: call them from `spawn_blocking` in
 //! async code. [`Store`] is cheap to clone and `Send + Sync`.
 
+mod apply;
 mod check;
 mod layout;
 mod list;
@@ -42,10 +43,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tcbackup_signing::clock::Clock;
 use crate::model::{check_file_name, BackupKind, UnsafeFileName};
 use crate::private_files::FileModes;
+use tcbackup_signing::clock::Clock;
 
+pub use apply::{ApplyReport, RetentionError};
 pub use check::{FileCheck, FileOutcome, VerifyReport};
 pub use layout::{sanitize_backup_id, set_dir_name, LOCK_FILE, MANIFEST_FILE, PARTIAL_DIR};
 pub use list::{IgnoredEntry, IgnoredReason, Listing, LocalSet};

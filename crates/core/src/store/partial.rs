@@ -47,7 +47,7 @@ pub enum PartialRemoval {
 
 impl fmt::Display for PartialRemoval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::config::duration::format_duration;
+        use crate::duration::format_duration;
         match self {
             PartialRemoval::Published => f.write_str("the backup is published"),
             PartialRemoval::NotListed { idle } => write!(

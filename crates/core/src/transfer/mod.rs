@@ -67,9 +67,7 @@ pub use limiter::BandwidthLimiter;
 pub use retry::RetryPolicy;
 pub use sidecar::PartialPaths;
 
-use tcbackup_signing::clock::Clock;
 use crate::private_files::FileModes;
-use tcbackup_signing::secret::SignedUrl;
 use crate::verify::Digests;
 use events::Emitter;
 use fetch::{Stream, StreamEnd};
@@ -78,6 +76,8 @@ use pool::BufferPool;
 use retry::Backoff;
 use sidecar::SegmentState;
 use space::{Reservation, SpaceLedger};
+use tcbackup_signing::clock::Clock;
+use tcbackup_signing::secret::SignedUrl;
 use url::UrlLease;
 
 /// Where a file's download URLs come from. The sync cycle implements it by

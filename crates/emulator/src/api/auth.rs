@@ -7,8 +7,8 @@
 use http::HeaderMap;
 
 use super::ApiError;
-use tcbackup_signing::tc3::{self, SignRequest, ALGORITHM, UNSIGNED_PAYLOAD};
 use crate::state::CredentialEntry;
+use tcbackup_signing::tc3::{self, SignRequest, ALGORITHM, UNSIGNED_PAYLOAD};
 
 /// The largest accepted distance between `X-TC-Timestamp` and server time.
 pub(crate) const MAX_SKEW_SECS: i64 = 300;

@@ -1,41 +1,28 @@
-//! The edge of the program: loads the configuration, sets up logging,
-//! builds the client, store and downloader, runs the chosen mode and maps
-//! the outcome to an exit code. The only module that uses `anyhow`.
+//! What every mode needs before it can work, built in one place: the
+//! validated config (with its warnings logged), the credential chain, the
+//! API client, store and downloader of a sync cycle, signal handling, the
+//! wall clock and the progress display. Used by `main`, the commands, the
+//! daemon and the demo; it imports none of them.
 
 use std::path::Path;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::cli::{Cli, Command};
-use tcbackup_signing::clock::{Clock, SystemClock};
+use crate::shutdown::Shutdown;
 use tcbackup_core::cloud::catalog::Catalog;
 use tcbackup_core::cloud::client::{ApiClient, ClientConfig};
 use tcbackup_core::cloud::credentials::{
     ChainConfig, ConfigCredentials, CredentialEnv, CredentialProvider, MetadataConfig,
 };
-use tcbackup_signing::times::ApiTimeZone;
 use tcbackup_core::config::{Config, ConfigError};
+use tcbackup_core::exit::Exit;
 use tcbackup_core::progress::{Progress, ProgressMode};
-use crate::shutdown::Shutdown;
 use tcbackup_core::store::Store;
 use tcbackup_core::sync::SyncContext;
 use tcbackup_core::transfer::{Downloader, TransferConfig};
-
-/// Exit codes of the contract (design.md §2).
-pub mod exit {
-    /// Every due backup is published and verified, or nothing was new.
-    pub const OK: u8 = 0;
-    /// At least one backup failed.
-    pub const FAILED: u8 = 1;
-    /// Configuration or usage error; nothing was touched.
-    pub const CONFIG: u8 = 2;
-    /// Authentication or permission failure against the API.
-    pub const AUTH: u8 = 3;
-    /// Interrupted by SIGINT or SIGTERM.
-    pub const INTERRUPTED: u8 = 130;
-}
+use tcbackup_signing::clock::{Clock, SystemClock};
+use tcbackup_signing::times::ApiTimeZone;
 
 /// Why the program could not get to work.
 #[derive(Debug, thiserror::Error)]
@@ -55,73 +42,11 @@ pub enum SetupError {
 }
 
 impl SetupError {
-    /// The exit code for this failure.
-    pub fn exit_code(&self) -> u8 {
+    /// How a run that failed this way ends.
+    pub fn exit(&self) -> Exit {
         match self {
-            SetupError::Api(e) if e.is_auth() => exit::AUTH,
-            _ => exit::CONFIG,
-        }
-    }
-}
-
-/// Run the program for `cli`; returns the process exit code.
-pub fn main(cli: Cli) -> ExitCode {
-    crate::logging::init(cli.verbose, cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tcbackup: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::FAILED);
-        }
-    };
-    let code = runtime.block_on(dispatch(cli));
-    ExitCode::from(code)
-}
-
-async fn dispatch(cli: Cli) -> u8 {
-    match cli.command {
-        Some(Command::Demo { dir }) => report(crate::demo::run(&dir).await),
-        Some(Command::Emulator { listen }) => {
-            let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-            let id = env("TENCENTCLOUD_SECRET_ID");
-            let key = env("TENCENTCLOUD_SECRET_KEY");
-            match tcbackup_emulator::run_standalone(listen, id, key).await {
-                Ok(()) => exit::OK,
-                Err(e) => {
-                    eprintln!("tcbackup: emulator: {e}");
-                    exit::FAILED
-                }
-            }
-        }
-        command => {
-            let config = match load_config(&cli.config) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
-            match command {
-                None if cli.now => crate::commands::now(config).await,
-                None => crate::daemon::run(&cli.config, config).await,
-                Some(Command::CheckConfig) => crate::commands::check_config(config).await,
-                Some(Command::List { json, local }) => {
-                    crate::commands::list(config, json, local).await
-                }
-                Some(Command::Verify) => crate::commands::verify(config).await,
-                Some(Command::Prune { dry_run }) => crate::commands::prune(config, dry_run).await,
-                Some(Command::Demo { .. } | Command::Emulator { .. }) => exit::CONFIG,
-            }
-        }
-    }
-}
-
-fn report(result: anyhow::Result<u8>) -> u8 {
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("tcbackup: {e:#}");
-            exit::FAILED
+            SetupError::Api(e) if e.is_auth() => Exit::Auth,
+            _ => Exit::Config,
         }
     }
 }
@@ -143,8 +68,9 @@ pub fn log_config_warnings(config: &Config) {
     }
 }
 
-/// Load and validate the config, printing every problem; exit code 2 on failure.
-pub fn load_config(path: &Path) -> Result<Config, u8> {
+/// Load and validate the config, printing every problem; a configuration
+/// error on failure.
+pub fn load_config(path: &Path) -> Result<Config, Exit> {
     match Config::load(path) {
         Ok(config) => {
             log_config_warnings(&config);
@@ -158,7 +84,7 @@ pub fn load_config(path: &Path) -> Result<Config, u8> {
                     path.display()
                 );
             }
-            Err(exit::CONFIG)
+            Err(Exit::Config)
         }
     }
 }
