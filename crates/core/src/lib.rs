@@ -7,6 +7,7 @@
 //! what both ends of the wire share, and never on the emulator; the
 //! `tcbackup` binary puts the command line, the daemon and the demo on top.
 
+pub mod backoff;
 pub mod cloud;
 pub mod config;
 pub mod duration;
@@ -18,5 +19,6 @@ pub mod retention;
 pub mod service;
 pub mod store;
 pub mod sync;
+pub mod token_bucket;
 pub mod transfer;
 pub mod verify;

@@ -118,6 +118,54 @@ impl FileModes {
     }
 }
 
+/// Whether [`replace_file`] fsyncs the new contents before the rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync, then rename: after a crash the file holds the old contents or
+    /// the new, never a torn write (manifests, the metrics file).
+    Synced,
+    /// Rename only: after a crash the file may hold the old contents (fine
+    /// for state whose older versions are still true, such as sidecars).
+    Unsynced,
+}
+
+/// Replace `target` with `bytes` atomically: write `temporary` (created
+/// with `mode`, never through a symbolic link), optionally fsync it, then
+/// rename it over `target`. A failed write leaves no temporary behind. The
+/// one write-then-rename of tcbackup (manifests, sidecars, the metrics
+/// file). Blocking.
+pub fn replace_file(
+    temporary: &Path,
+    target: &Path,
+    bytes: &[u8],
+    mode: u32,
+    durability: Durability,
+) -> io::Result<()> {
+    use std::io::Write as _;
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(temporary)
+            .map_err(|e| not_followed(e, temporary))?;
+        file.set_permissions(Permissions::from_mode(mode))?;
+        file.write_all(bytes)?;
+        if durability == Durability::Synced {
+            file.sync_all()?;
+        }
+        drop(file);
+        std::fs::rename(temporary, target)
+    })();
+    if written.is_err() {
+        // Leave no half-written temporary behind.
+        let _ = std::fs::remove_file(temporary);
+    }
+    written
+}
+
 /// Open `path` for reading without following a symbolic link at `path`
 /// (for files tcbackup wrote itself, such as sidecars). Blocking.
 pub fn open_read(path: &Path) -> io::Result<File> {

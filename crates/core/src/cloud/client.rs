@@ -12,7 +12,7 @@
 //! request id); `trace` the request and the redacted answer. The
 //! Authorization header, the key and the token are never logged.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,10 +22,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::backoff::Backoff;
 use crate::cloud::credentials::{CredentialProvider, Credentials};
 use crate::cloud::error::{is_rate_limit_code, ApiError, TransportError, TransportKind};
 use crate::cloud::ratelimit::{RateLimiter, RateLimits};
-use crate::cloud::retry::{classify, Backoff, RetryAction, RetryConfig};
+use crate::cloud::retry::{classify, RetryAction, RetryConfig};
 use crate::model::Service;
 use tcbackup_signing::clock::Clock;
 use tcbackup_signing::cos::host_header;
@@ -101,7 +102,7 @@ struct ClientInner {
     credentials: CredentialProvider,
     clock: Arc<dyn Clock>,
     limiter: RateLimiter,
-    backoff: Mutex<Backoff>,
+    backoff: Backoff,
 }
 
 /// One attempt's outcome, with what the logs need.
@@ -155,7 +156,7 @@ impl ApiClient {
                 message: redact_url(&e.to_string()),
             })?;
         let limiter = RateLimiter::new(config.rate_limits.clone());
-        let backoff = Mutex::new(Backoff::new(config.retry.clone(), rng));
+        let backoff = Backoff::with_rng(config.retry.cap, rng);
         Ok(Self {
             inner: Arc::new(ClientInner {
                 http,
@@ -267,10 +268,13 @@ impl ApiClient {
     }
 
     fn next_delay(&self, retry: u32, slow: bool) -> Duration {
-        // A poisoned lock only means a panic while drawing a number; the
-        // generator is still usable.
-        let mut backoff = self.inner.backoff.lock().unwrap_or_else(|e| e.into_inner());
-        backoff.delay(retry, slow)
+        let retry_config = &self.inner.config.retry;
+        let base = if slow {
+            retry_config.slow_base
+        } else {
+            retry_config.base
+        };
+        self.inner.backoff.delay(base, retry)
     }
 
     /// Where requests for `service` go, worked out once per call.

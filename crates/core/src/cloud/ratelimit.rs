@@ -1,4 +1,4 @@
-//! Client-side rate limits per (service, action): a token bucket that makes a
+//! Client-side rate limits per (service, action): a [`TokenBucket`] that makes a
 //! caller wait (asynchronously) for its turn instead of failing, so that the
 //! server's `RequestLimitExceeded` is the exception, not the pacing mechanism.
 //!
@@ -9,9 +9,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::model::Service;
+use crate::token_bucket::TokenBucket;
 
 /// One action's limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,20 +78,11 @@ impl RateLimits {
     }
 }
 
-#[derive(Debug)]
-struct Bucket {
-    /// Tokens available now; negative when waiters have reserved future tokens.
-    tokens: f64,
-    last: Instant,
-    rate: f64,
-    burst: f64,
-}
-
 /// Token buckets for every (service, action) seen so far.
 #[derive(Debug)]
 pub struct RateLimiter {
     limits: RateLimits,
-    buckets: Mutex<HashMap<(Service, String), Bucket>>,
+    buckets: Mutex<HashMap<(Service, String), TokenBucket>>,
 }
 
 impl RateLimiter {
@@ -117,30 +107,16 @@ impl RateLimiter {
     /// Take a token (possibly one not yet refilled) and return how long to
     /// wait until it is due.
     fn reserve(&self, service: Service, action: &str) -> Duration {
-        let now = Instant::now();
         let rate = self.limits.rate(service, action);
         let per_second = f64::from(rate.per_second.max(1));
         let burst = f64::from(rate.burst.max(1));
         // A poisoned lock only means a panic between two float updates; the
         // bucket is still a usable estimate.
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = buckets
+        buckets
             .entry((service, action.to_string()))
-            .or_insert_with(|| Bucket {
-                tokens: burst,
-                last: now,
-                rate: per_second,
-                burst,
-            });
-        let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * bucket.rate).min(bucket.burst);
-        bucket.last = now;
-        bucket.tokens -= 1.0;
-        if bucket.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-bucket.tokens / bucket.rate)
-        }
+            .or_insert_with(|| TokenBucket::new(per_second, burst))
+            .take(1.0)
     }
 }
 
@@ -154,6 +130,7 @@ impl Default for RateLimiter {
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use tokio::time::Instant;
 
     #[tokio::test(start_paused = true)]
     async fn spaces_requests_at_the_documented_rate_after_the_burst() {

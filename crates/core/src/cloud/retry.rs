@@ -1,12 +1,11 @@
 //! Retry policy for API calls: which failures are tried again, and how long
-//! to wait (exponential backoff with jitter, randomness injected).
+//! to wait (the bases and cap of `crate::backoff`'s jittered exponential
+//! backoff; the client holds the [`crate::backoff::Backoff`]).
 //!
 //! The client re-signs every attempt (fresh timestamp), so a long wait can
 //! never push a request past the server's 300 s freshness window.
 
 use std::time::Duration;
-
-use rand::{Rng, RngCore};
 
 use crate::cloud::error::{is_rate_limit_code, ApiError};
 
@@ -69,59 +68,9 @@ pub fn classify(err: &ApiError) -> RetryAction {
     }
 }
 
-/// Jittered exponential backoff. The wait before retry `n` (0-based) is
-/// drawn uniformly from `[d/2, d]` with `d = min(cap, base·2ⁿ)`: the lower
-/// half keeps a rate-limited client from hammering, the upper half spreads
-/// competing clients apart.
-pub struct Backoff {
-    config: RetryConfig,
-    rng: Box<dyn RngCore + Send>,
-}
-
-impl std::fmt::Debug for Backoff {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backoff")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Backoff {
-    /// Backoff with `config`, drawing jitter from `rng`.
-    pub fn new(config: RetryConfig, rng: Box<dyn RngCore + Send>) -> Self {
-        Self { config, rng }
-    }
-
-    /// The ceiling of the wait before retry `retry` (0-based), before jitter.
-    pub fn ceiling(&self, retry: u32, slow: bool) -> Duration {
-        let base = if slow {
-            self.config.slow_base
-        } else {
-            self.config.base
-        };
-        let factor = 1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX);
-        base.checked_mul(factor)
-            .unwrap_or(self.config.cap)
-            .min(self.config.cap)
-    }
-
-    /// The wait before retry `retry` (0-based).
-    pub fn delay(&mut self, retry: u32, slow: bool) -> Duration {
-        let ceiling = self.ceiling(retry, slow);
-        let ceiling_ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        if ceiling_ms == 0 {
-            return Duration::ZERO;
-        }
-        let low = ceiling_ms / 2;
-        Duration::from_millis(self.rng.gen_range(low..=ceiling_ms))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::rngs::StdRng;
-    use rand::SeedableRng;
 
     fn service(code: &str) -> ApiError {
         ApiError::Service {
@@ -130,41 +79,6 @@ mod tests {
             message: String::new(),
             request_id: String::new(),
         }
-    }
-
-    #[test]
-    fn backoff_stays_within_bounds_and_grows() {
-        let config = RetryConfig {
-            max_attempts: 10,
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(2),
-            slow_base: Duration::from_secs(1),
-        };
-        let mut backoff = Backoff::new(config, Box::new(StdRng::seed_from_u64(7)));
-        for _ in 0..200 {
-            for retry in 0..8 {
-                let d = backoff.delay(retry, false);
-                let ceiling = Duration::from_millis(100 * (1 << retry)).min(Duration::from_secs(2));
-                assert!(d <= ceiling, "retry {retry}: {d:?} > {ceiling:?}");
-                assert!(d >= ceiling / 2, "retry {retry}: {d:?} < {:?}", ceiling / 2);
-            }
-        }
-        assert_eq!(backoff.ceiling(40, false), Duration::from_secs(2));
-        assert_eq!(backoff.ceiling(0, true), Duration::from_secs(1));
-        assert_eq!(backoff.ceiling(1, true), Duration::from_secs(2));
-    }
-
-    #[test]
-    fn same_seed_same_waits_different_seed_different_waits() {
-        let draw = |seed| {
-            let mut b = Backoff::new(
-                RetryConfig::default(),
-                Box::new(StdRng::seed_from_u64(seed)),
-            );
-            (0..6).map(|n| b.delay(n, false)).collect::<Vec<_>>()
-        };
-        assert_eq!(draw(1), draw(1));
-        assert_ne!(draw(1), draw(2));
     }
 
     #[test]

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::backoff::Backoff;
+
 /// Attempts per ping (the first and two retries).
 const ATTEMPTS: u32 = 3;
 
@@ -62,7 +64,8 @@ pub struct HealthCheck {
 }
 
 impl HealthCheck {
-    /// A pinger for `base`: 10 s per attempt, 2 s between attempts.
+    /// A pinger for `base`: 10 s per attempt, about 2 s before the first
+    /// retry and twice that before each next one (jittered).
     pub fn new(base: Url, http: reqwest::Client) -> Self {
         Self {
             base,
@@ -72,7 +75,8 @@ impl HealthCheck {
         }
     }
 
-    /// Change the time allowed per attempt and the pause between attempts.
+    /// Change the time allowed per attempt and the first pause between
+    /// attempts.
     pub fn with_timing(mut self, timeout: Duration, retry_delay: Duration) -> Self {
         self.timeout = timeout;
         self.retry_delay = retry_delay;
@@ -102,7 +106,8 @@ impl HealthCheck {
                 Err(error) => last_error = error.without_url().to_string(),
             }
             if attempt < ATTEMPTS {
-                tokio::time::sleep(self.retry_delay).await;
+                let wait = Backoff::new(self.retry_delay * 4).delay(self.retry_delay, attempt - 1);
+                tokio::time::sleep(wait).await;
             }
         }
         tracing::warn!(

@@ -11,8 +11,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::Path;
+
+use crate::private_files::{replace_file, Durability};
 
 /// What one instance did in the last cycle, and what it has on disk.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -188,7 +190,6 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
 /// directory (named `.<name>.<pid>.tmp`, which the textfile collector
 /// ignores), fsynced, made mode 0644, then renamed over `path`. Blocking.
 pub fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     let file_name = path.file_name().ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidInput, "metrics_file has no file name")
     })?;
@@ -197,19 +198,8 @@ pub fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
         file_name.to_string_lossy(),
         std::process::id()
     ));
-    let written = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        // Leave no half-written temporary file behind.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    // 0644: node_exporter, another user, reads it; it holds nothing private.
+    replace_file(&tmp, path, text.as_bytes(), 0o644, Durability::Synced)
 }
 
 #[cfg(test)]

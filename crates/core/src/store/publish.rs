@@ -3,8 +3,7 @@
 //! makes the whole set appear.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -13,7 +12,7 @@ use super::layout::{set_dir_name, MANIFEST_FILE, STAGING_PREFIX};
 use super::manifest::{FileRecord, Manifest, MANIFEST_FORMAT};
 use super::{check_instance_id, io_error, sync_dir, LocalSet, Store, StoreError};
 use crate::model::{check_file_name, BackupKind};
-use crate::private_files::FileModes;
+use crate::private_files::{replace_file, Durability, FileModes};
 
 /// A verified set ready to publish.
 #[derive(Debug, Clone)]
@@ -242,18 +241,8 @@ pub(super) fn write_synced(
 ) -> Result<(), StoreError> {
     let temporary = dir.join(format!(".{name}.tmp"));
     let target = dir.join(name);
-    let mut file = modes
-        .open(
-            OpenOptions::new().write(true).create(true).truncate(true),
-            &temporary,
-        )
-        .map_err(io_error("create", &temporary))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io_error("write", &temporary))?;
-    drop(file);
-    fs::rename(&temporary, &target).map_err(io_error(
-        format!("rename {} to", temporary.display()),
+    replace_file(&temporary, &target, bytes, modes.file(), Durability::Synced).map_err(io_error(
+        format!("write {} and rename it to", temporary.display()),
         &target,
     ))
 }

@@ -1,4 +1,4 @@
-//! The process-wide bandwidth limiter: one token bucket in bytes per second
+//! The process-wide bandwidth limiter: one [`TokenBucket`] in bytes per second
 //! shared by every stream of every file. A stream asks for the bytes it just
 //! received and sleeps off any debt, so the sum of all streams follows the
 //! configured rate while each still reads at full speed within its share.
@@ -9,21 +9,13 @@ use std::num::NonZeroU64;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use crate::token_bucket::TokenBucket;
 
 /// A token bucket in bytes per second.
 #[derive(Debug)]
 pub struct BandwidthLimiter {
     rate: u64,
-    burst: u64,
-    state: Mutex<BucketState>,
-}
-
-#[derive(Debug)]
-struct BucketState {
-    /// Bytes that may pass now; negative is debt already handed out.
-    tokens: f64,
-    last: Instant,
+    bucket: Mutex<TokenBucket>,
 }
 
 impl BandwidthLimiter {
@@ -34,11 +26,7 @@ impl BandwidthLimiter {
         let burst = (rate / 4).clamp(64 * 1024, 16 * 1024 * 1024);
         Self {
             rate,
-            burst,
-            state: Mutex::new(BucketState {
-                tokens: burst as f64,
-                last: Instant::now(),
-            }),
+            bucket: Mutex::new(TokenBucket::new(rate as f64, burst as f64)),
         }
     }
 
@@ -60,23 +48,16 @@ impl BandwidthLimiter {
     fn take(&self, n: u64) -> Duration {
         // A poisoned lock only means a panic elsewhere between two float
         // updates; the bucket is still usable.
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(st.last).as_secs_f64();
-        st.last = now;
-        st.tokens = (st.tokens + elapsed * self.rate as f64).min(self.burst as f64);
-        st.tokens -= n as f64;
-        if st.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-st.tokens / self.rate as f64)
-        }
+        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        bucket.take(n as f64)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use tokio::time::Instant;
 
     use super::*;
 

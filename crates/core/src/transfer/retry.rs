@@ -1,11 +1,9 @@
-//! Retry policy and jittered exponential backoff. The random source is
-//! seeded from the policy when a test needs the exact delays.
+//! How download streams retry: the policy, and its delays through the
+//! shared jittered exponential backoff (`crate::backoff`), raised by a
+//! server's `Retry-After`. The random source is seeded from the policy when
+//! a test needs the exact delays.
 
-use std::sync::Mutex;
 use std::time::Duration;
-
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 /// How often and how patiently a stream retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,20 +38,18 @@ impl Default for RetryPolicy {
 #[derive(Debug)]
 pub struct Backoff {
     policy: RetryPolicy,
-    rng: Mutex<StdRng>,
+    waits: crate::backoff::Backoff,
 }
 
 impl Backoff {
     /// Backoff following `policy`.
     pub fn new(policy: RetryPolicy) -> Self {
-        let rng = match policy.seed {
-            Some(seed) => StdRng::seed_from_u64(seed),
-            None => StdRng::from_entropy(),
+        let waits = if policy.jitter {
+            crate::backoff::Backoff::seeded(policy.cap, policy.seed)
+        } else {
+            crate::backoff::Backoff::without_jitter(policy.cap)
         };
-        Self {
-            policy,
-            rng: Mutex::new(rng),
-        }
+        Self { policy, waits }
     }
 
     /// The policy.
@@ -66,25 +62,13 @@ impl Backoff {
     /// value in its upper half. A server's `Retry-After` raises it (still
     /// within the cap).
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = attempt.saturating_sub(1).min(30);
-        let ceiling = self
-            .policy
-            .base
-            .saturating_mul(1u32 << exp)
-            .min(self.policy.cap);
-        let mut delay = if self.policy.jitter && !ceiling.is_zero() {
-            let half = ceiling / 2;
-            // A poisoned lock only means another stream panicked while
-            // drawing a number; the generator is still usable.
-            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            half + rng.gen_range(Duration::ZERO..=ceiling - half)
-        } else {
-            ceiling
-        };
-        if let Some(hint) = retry_after {
-            delay = delay.max(hint.min(self.policy.cap));
+        let delay = self
+            .waits
+            .delay(self.policy.base, attempt.saturating_sub(1));
+        match retry_after {
+            Some(hint) => delay.max(hint.min(self.policy.cap)),
+            None => delay,
         }
-        delay
     }
 }
 

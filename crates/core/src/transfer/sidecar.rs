@@ -15,13 +15,13 @@
 //! with the modes of [`PartialPaths::modes`].
 //! An unreadable or inconsistent sidecar means "start over", never "trust".
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::private_files::FileModes;
+use crate::private_files::{replace_file, Durability, FileModes};
 
 /// The format version written into every sidecar.
 pub const VERSION: u32 = 1;
@@ -254,16 +254,13 @@ pub fn load(path: &Path) -> std::io::Result<Option<Sidecar>> {
 /// older state (whose offsets are still true) or none (start over).
 pub fn store(paths: &PartialPaths, sidecar: &Sidecar) -> std::io::Result<()> {
     let json = serde_json::to_vec(sidecar).map_err(std::io::Error::other)?;
-    let mut f = paths.modes.open(
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true),
+    replace_file(
         &paths.sidecar_tmp,
-    )?;
-    f.write_all(&json)?;
-    drop(f);
-    std::fs::rename(&paths.sidecar_tmp, &paths.sidecar)
+        &paths.sidecar,
+        &json,
+        paths.modes.file(),
+        Durability::Unsynced,
+    )
 }
 
 /// Remove the sidecar (and a stray temporary), ignoring absence.

@@ -2,6 +2,11 @@
 //! per-second limits (reference §5). Time is tokio's monotonic clock, passed
 //! in by the caller, so refills follow real elapsed time (or tokio's paused
 //! clock) and not the injected wall clock, which tests may freeze.
+//!
+//! Written apart from the client's `tcbackup_core::token_bucket` on purpose
+//! (the emulator depends on the product's signing code only): the server's
+//! limits are an independent check that the client paces itself, so a bug
+//! in the client's bucket cannot hide behind the same bug here.
 
 use std::collections::HashMap;
 
