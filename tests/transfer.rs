@@ -1187,3 +1187,37 @@ async fn expiry_is_judged_by_the_injected_clock() {
         .any(|e| matches!(e, ProgressEvent::UrlRefreshed { .. })));
     assert!(srv.clock.unix() < chrono::Utc::now().timestamp() - 3600);
 }
+
+/// An API that announces an absurd size (here 2^60 bytes) fails that file
+/// with "not enough free space", at once and without building a plan the
+/// size of the file: the process (and every other backup) carries on.
+#[tokio::test]
+async fn an_absurd_size_fails_the_file_not_the_process() {
+    let srv = Server::start().await;
+    srv.put_generated("huge.tar", 26, MIB);
+    let size = 1u64 << 60;
+    let dl = downloader(
+        TransferConfig {
+            segments: 4,
+            segment_threshold: TransferConfig::default().segment_threshold,
+            piece_size: TransferConfig::default().piece_size,
+            ..config()
+        },
+        &srv.clock,
+    );
+    let (r, events) = fetch_all(&dl, srv.job("huge.tar", size, srv.minter("huge.tar", 3600))).await;
+    let err = r.unwrap_err();
+    match &err {
+        TransferError::NoSpace { needed, .. } => assert_eq!(*needed, size),
+        other => panic!("expected NoSpace, got {other}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("not enough free space"), "{text}");
+    assert!(text.contains(&size.to_string()), "{text}");
+    assert_eq!(srv.store.stats("huge.tar").requests, 0);
+    assert!(events.is_empty());
+    assert!(!srv.part("huge.tar").exists());
+    // The same downloader still fetches the next file.
+    let (r, _) = fetch_all(&dl, srv.job("huge.tar", MIB, srv.minter("huge.tar", 3600))).await;
+    assert_fetched(&r.unwrap(), &generated(26, MIB));
+}

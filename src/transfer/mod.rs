@@ -326,6 +326,12 @@ pub(crate) struct PassCtx {
     segmented: bool,
 }
 
+/// The most pieces a segmented file is cut into. Larger files get larger
+/// pieces: the sidecar (one entry per piece, stored every
+/// `checkpoint_bytes`) stays under about 100 KB, and a planned size can
+/// never make the plan itself exhaust memory.
+const MAX_PIECES: u64 = 1024;
+
 /// How a pass starts.
 #[derive(Debug, Clone)]
 struct Plan {
@@ -338,13 +344,17 @@ struct Plan {
 }
 
 impl Plan {
-    /// Start over: one segment, or pieces for a segmented download.
+    /// Start over: one segment, or pieces for a segmented download. The
+    /// number of pieces is bounded by [`MAX_PIECES`] whatever the announced
+    /// size (pieces grow instead), so the plan and its sidecar stay small
+    /// even for an absurd size, which the free-space check then refuses.
     fn fresh(size: u64, segmented: bool, config: &TransferConfig) -> Self {
         let pieces = if segmented {
-            let by_size = size.div_ceil(config.piece_size.max(1));
+            let by_size = size.div_ceil(config.piece_size.max(1)).min(MAX_PIECES);
             usize::try_from(by_size)
                 .unwrap_or(usize::MAX)
                 .max(config.segments)
+                .min(MAX_PIECES as usize)
         } else {
             1
         };
@@ -787,4 +797,24 @@ async fn run_pass(
         return Err(StreamEnd::Fatal(ctx.size_mismatch(digests.size)));
     }
     Ok((digests, ledger.object()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segmented_plan_stays_small_whatever_the_size() {
+        let config = TransferConfig::default();
+        for size in [1u64 << 60, u64::MAX, 150 << 30] {
+            let plan = Plan::fresh(size, true, &config);
+            assert!(plan.segments.len() as u64 <= MAX_PIECES, "{size}");
+            assert!(sidecar::segments_tile(&plan.segments, size), "{size}");
+        }
+        // Below the cap, pieces keep their configured size.
+        let plan = Plan::fresh(10 * config.piece_size, true, &config);
+        assert_eq!(plan.segments.len(), 10);
+        let plan = Plan::fresh(config.piece_size, true, &config);
+        assert_eq!(plan.segments.len(), config.segments);
+    }
 }
