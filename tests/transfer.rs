@@ -1221,3 +1221,83 @@ async fn an_absurd_size_fails_the_file_not_the_process() {
     let (r, _) = fetch_all(&dl, srv.job("huge.tar", MIB, srv.minter("huge.tar", 3600))).await;
     assert_fetched(&r.unwrap(), &generated(26, MIB));
 }
+
+/// Hands out the inner source's URLs; on the first call it first makes
+/// `path` a directory, so that every later sidecar write fails (as a full
+/// disk or a crash at that moment would stop it).
+struct BlockSidecarWrites {
+    inner: Arc<Minter>,
+    path: PathBuf,
+}
+
+impl UrlSource for BlockSidecarWrites {
+    fn fresh_url(&self) -> BoxFuture<'_, Result<SignedUrl, UrlSourceError>> {
+        if let Err(e) = std::fs::create_dir(&self.path) {
+            assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+        }
+        self.inner.fresh_url()
+    }
+}
+
+/// A pass that starts over (here: the server ignored the resume's range)
+/// must take back what the old sidecar vouched for before it zeroes the
+/// part file. If the new sidecar then cannot be written, the next run
+/// starts from byte 0 instead of resuming over zeros, which, with no COS
+/// CRC to catch it (PostgreSQL archives often have none), would be
+/// published as the backup.
+#[tokio::test]
+async fn a_fresh_pass_never_leaves_the_old_sidecar_in_front_of_zeros() {
+    let srv = Server::start().await;
+    let size = 4 * MIB;
+    srv.store
+        .put(
+            "z.tar",
+            ObjectBody::Generated {
+                seed: 27,
+                len: size,
+            },
+            ObjectOptions {
+                legacy_no_crc: true,
+            },
+        )
+        .unwrap();
+    let job = cancelled_at_stall(&srv, ("z.tar", size), 2 * MIB, 1, config()).await;
+    assert_eq!(sidecar_written(&srv, "z.tar"), [2 * MIB]);
+
+    // The next run resumes; the server ignores the range, so the file
+    // starts over, and from then on the sidecar cannot be written.
+    srv.store.add_fault(
+        FaultTarget::Key("z.tar".into()),
+        Fault::IgnoreRange,
+        Repeat::Times(1),
+    );
+    let obstacle = srv.dir.path().join(".partial/z.tar.part.json.tmp");
+    let blocked = FileJob {
+        url: Arc::new(BlockSidecarWrites {
+            inner: srv.minter("z.tar", 3600),
+            path: obstacle.clone(),
+        }),
+        ..job.clone()
+    };
+    let dl = downloader(config(), &srv.clock);
+    let (r, events) = fetch_all(&dl, blocked).await;
+    match r.unwrap_err() {
+        TransferError::Io { action, .. } => assert_eq!(action, "write sidecar"),
+        other => panic!("expected the sidecar write to fail, got {other}"),
+    }
+    assert_eq!(restarts(&events), [RestartReason::RangeIgnored]);
+    std::fs::remove_dir(&obstacle).unwrap();
+
+    // The run after that must not trust the zeroed bytes.
+    let dl = downloader(config(), &srv.clock);
+    let (r, events) = fetch_all(&dl, job).await;
+    let f = r.unwrap();
+    assert_eq!(f.server_crc64, None);
+    let on_disk = std::fs::read(&f.path).unwrap();
+    assert!(
+        on_disk == generated(27, size),
+        "the fetched file differs from the object (first {} bytes are zeros)",
+        on_disk.iter().take_while(|b| **b == 0).count()
+    );
+    assert_eq!(started_from(&events), 0);
+}

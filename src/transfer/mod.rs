@@ -27,7 +27,9 @@
 //! - **Durability**: the sidecar records written offsets every
 //!   `checkpoint_bytes` (what a killed process fetches again at most) and
 //!   fsynced offsets after each background fsync (`sync_bytes` or
-//!   `sync_interval`; what survives a power loss).
+//!   `sync_interval`; what survives a power loss). A pass that starts
+//!   over removes the sidecar (and fsyncs the directory) before it
+//!   truncates the part file, so no sidecar ever vouches for zeroed bytes.
 //! - **Memory**: received bytes wait in a process-wide pool of
 //!   `buffer_size` buffers (`buffer_budget` in all); a stream that finds it
 //!   empty stops reading until a writer gives a buffer back.
@@ -653,7 +655,8 @@ fn plan_file(
 }
 
 /// Open the part file for a pass: truncate a fresh one, and give it its
-/// full size with the blocks allocated up front.
+/// full size with the blocks allocated up front. For a fresh plan the
+/// caller has discarded the sidecar already.
 fn open_part(part: &Path, plan: &Plan, size: u64) -> std::io::Result<std::fs::File> {
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -686,6 +689,14 @@ async fn run_pass(
     carried: Option<Box<reqwest::Response>>,
 ) -> Result<(Digests, ObjectId), StreamEnd> {
     let size = ctx.size;
+    if plan.fresh {
+        // The sidecar of an earlier pass or run vouches for bytes that
+        // truncating the part file is about to zero: it goes first.
+        let paths = ctx.paths.clone();
+        blocking(move || sidecar::discard(&paths))
+            .await
+            .map_err(|e| StreamEnd::Fatal(ctx.io(&ctx.paths.sidecar, "remove sidecar", e)))?;
+    }
     let part = {
         let (path, plan) = (ctx.paths.part.clone(), plan.clone());
         blocking(move || open_part(&path, &plan, size))
