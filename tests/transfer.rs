@@ -25,6 +25,9 @@ use tcbackup::verify::{self, Expectations, VerifyError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
+
 const SECRET_ID: &str = "AKIDtransferTest";
 const SECRET_KEY: &str = "transferTestSecretKey";
 const MIB: u64 = 1024 * 1024;
@@ -231,17 +234,28 @@ async fn cancelled_at_stall(
     streams: usize,
     base: TransferConfig,
 ) -> FileJob {
+    let job = srv.job(key, size, srv.minter(key, 3600));
+    cancel_job_at_stall(srv, job.clone(), stall_after, streams, base).await;
+    job
+}
+
+/// [`cancelled_at_stall`] for a given job (whose file name is the key).
+async fn cancel_job_at_stall(
+    srv: &Server,
+    job: FileJob,
+    stall_after: u64,
+    streams: usize,
+    base: TransferConfig,
+) {
     srv.store.add_fault(
-        FaultTarget::Key(key.into()),
+        FaultTarget::Key(job.file_name.clone()),
         Fault::StallAfter(stall_after),
         Repeat::Times(streams as u32),
     );
-    let job = srv.job(key, size, srv.minter(key, 3600));
     let dl = downloader(stop_at_stall(base), &srv.clock);
-    let first = fetch_until_retries(&dl, job.clone(), streams).await;
+    let first = fetch_until_retries(&dl, job, streams).await;
     srv.store.release_stalls();
     assert!(first.unwrap_err().is_cancelled());
-    job
 }
 
 /// The written offsets the sidecar of `key` records, per segment.
@@ -1300,4 +1314,186 @@ async fn a_fresh_pass_never_leaves_the_old_sidecar_in_front_of_zeros() {
         on_disk.iter().take_while(|b| **b == 0).count()
     );
     assert_eq!(started_from(&events), 0);
+}
+
+// ---- free space, on a real small file system -------------------------------
+
+/// Whether the file at `path` holds exactly the generated object
+/// `seed`/`len`, read a MiB at a time.
+fn holds_generated(path: &Path, seed: u64, len: u64) -> bool {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap();
+    if f.metadata().unwrap().len() != len {
+        return false;
+    }
+    let (mut got, mut want) = (vec![0u8; MIB as usize], vec![0u8; MIB as usize]);
+    let mut pos = 0;
+    while pos < len {
+        let n = (len - pos).min(MIB) as usize;
+        f.read_exact(&mut got[..n]).unwrap();
+        fill_generated(seed, pos, &mut want[..n]);
+        if got[..n] != want[..n] {
+            return false;
+        }
+        pos += n as u64;
+    }
+    true
+}
+
+/// Bytes the sidecar of `job` records as written, over all segments.
+fn recorded(job: &FileJob) -> u64 {
+    let path = job.partial_dir.join(format!("{}.part.json", job.file_name));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    json["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["written"].as_u64().unwrap() - s["start"].as_u64().unwrap())
+        .sum()
+}
+
+/// A job of `srv` whose partial directory is on `fs`.
+fn job_on(srv: &Server, fs: &SmallFs, key: &str, size: u64) -> FileJob {
+    FileJob {
+        partial_dir: fs.path().join(".partial"),
+        ..srv.job(key, size, srv.minter(key, 3600))
+    }
+}
+
+use tmpfs::SmallFs;
+
+/// The margin the free-space tests keep.
+const MARGIN: u64 = 4 * MIB;
+
+/// An 80 MiB download on a 100 MiB file system, interrupted at a quarter,
+/// resumes: its part file already holds all its blocks, so only 20 MiB are
+/// free, and none more are needed.
+#[tokio::test]
+async fn a_download_interrupted_on_a_nearly_full_disk_resumes() {
+    let srv = Server::start().await;
+    let Some(fs) = SmallFs::mount(&srv.dir.path().join("small"), 100) else {
+        return;
+    };
+    let size = 80 * MIB;
+    srv.put_generated("big.tar", 40, size);
+    let job = job_on(&srv, &fs, "big.tar", size);
+    let config = TransferConfig {
+        free_space_margin: MARGIN,
+        segment_threshold: 64 * MIB,
+        piece_size: 32 * MIB,
+        ..segmented(4)
+    };
+    // Four segments of 20 MiB, each stopped after 5 MiB: a quarter.
+    cancel_job_at_stall(&srv, job.clone(), 5 * MIB, 4, config.clone()).await;
+    assert_eq!(recorded(&job), size / 4);
+    assert!(fs.free() <= 20 * MIB, "{} bytes free", fs.free());
+
+    let dl = downloader(config, &srv.clock);
+    let (r, events) = fetch_all(&dl, job).await;
+    let f = r.unwrap();
+    assert!(holds_generated(&f.path, 40, size), "content differs");
+    assert_eq!(started_from(&events), size / 4);
+    assert_eq!(srv.served("big.tar"), size, "not one byte twice");
+}
+
+/// Two 40 MiB downloads in flight at once on a 100 MiB file system: the
+/// second starts while the first (preallocated, so already counted in the
+/// free figure) is under way, and both complete.
+#[tokio::test]
+async fn two_files_in_flight_on_a_small_disk_both_complete() {
+    let srv = Server::start().await;
+    let Some(fs) = SmallFs::mount(&srv.dir.path().join("small"), 100) else {
+        return;
+    };
+    let size = 40 * MIB;
+    srv.put_generated("one.tar", 41, size);
+    srv.put_generated("two.tar", 42, size);
+    srv.store.add_fault(
+        FaultTarget::Key("one.tar".into()),
+        Fault::StallAfter(8 * MIB),
+        Repeat::Times(1),
+    );
+    let dl = Arc::new(downloader(
+        TransferConfig {
+            free_space_margin: MARGIN,
+            ..config()
+        },
+        &srv.clock,
+    ));
+    let (tx, mut rx) = mpsc::channel(4096);
+    let first = {
+        let (dl, job) = (dl.clone(), job_on(&srv, &fs, "one.tar", size));
+        tokio::spawn(async move { dl.fetch(job, tx, CancellationToken::new()).await })
+    };
+    // The first file is under way (its part file allocated) when the
+    // second starts.
+    loop {
+        match rx.recv().await {
+            Some(ProgressEvent::Bytes { .. }) => break,
+            Some(_) => {}
+            None => panic!("the first download ended early: {:?}", first.await),
+        }
+    }
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let (second, _) = fetch_all(&dl, job_on(&srv, &fs, "two.tar", size)).await;
+    srv.store.release_stalls();
+    let second = second.unwrap();
+    let first = first.await.unwrap().unwrap();
+    drain.await.unwrap();
+    assert!(holds_generated(&first.path, 41, size), "first differs");
+    assert!(holds_generated(&second.path, 42, size), "second differs");
+}
+
+/// A file that truly does not fit fails before any request, with a message
+/// naming the file system, the bytes needed and the bytes free; the
+/// interrupted download beside it loses nothing and completes afterwards.
+#[tokio::test]
+async fn a_file_that_does_not_fit_fails_clearly_and_costs_nothing_else() {
+    let srv = Server::start().await;
+    let Some(fs) = SmallFs::mount(&srv.dir.path().join("small"), 100) else {
+        return;
+    };
+    let kept_size = 40 * MIB;
+    srv.put_generated("kept.tar", 43, kept_size);
+    let kept = job_on(&srv, &fs, "kept.tar", kept_size);
+    cancel_job_at_stall(&srv, kept.clone(), 10 * MIB, 1, config()).await;
+    let kept_sidecar = kept.partial_dir.join("kept.tar.part.json");
+    let sidecar_before = std::fs::read(&kept_sidecar).unwrap();
+    assert_eq!(recorded(&kept), 10 * MIB);
+
+    let size = 70 * MIB;
+    srv.put_generated("huge.tar", 44, size);
+    let free = fs.free();
+    let dl = downloader(
+        TransferConfig {
+            free_space_margin: MARGIN,
+            ..config()
+        },
+        &srv.clock,
+    );
+    let (r, events) = fetch_all(&dl, job_on(&srv, &fs, "huge.tar", size)).await;
+    let err = r.unwrap_err();
+    assert!(
+        matches!(err, TransferError::NoSpace { needed, available, .. } if needed == size && available == free),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    for part in [
+        fs.path().join(".partial").display().to_string(),
+        size.to_string(),
+        free.to_string(),
+    ] {
+        assert!(text.contains(&part), "{part:?} not in {text:?}");
+    }
+    assert!(events.is_empty());
+    assert_eq!(srv.store.stats("huge.tar").requests, 0);
+    assert!(!kept.partial_dir.join("huge.tar.part").exists());
+    assert_eq!(fs.free(), free, "the refused file took space");
+
+    // Nothing else was lost: the interrupted file resumes where it was.
+    assert_eq!(std::fs::read(&kept_sidecar).unwrap(), sidecar_before);
+    let (r, events) = fetch_all(&dl, kept).await;
+    let f = r.unwrap();
+    assert_eq!(started_from(&events), 10 * MIB);
+    assert!(holds_generated(&f.path, 43, kept_size), "content differs");
 }

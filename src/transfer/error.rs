@@ -134,13 +134,13 @@ pub enum TransferError {
     },
     /// Not enough free disk space.
     #[error(
-        "{}: not enough free space: {needed} bytes to write plus {margin} margin, {available} available ({reserved} promised to other downloads)",
+        "not enough free space on the file system of {}: the download needs {needed} more bytes plus a margin of {margin}, {available} bytes are free ({reserved} of them promised to other downloads)",
         path.display()
     )]
     NoSpace {
         /// The partial directory.
         path: PathBuf,
-        /// Bytes this file still has to write.
+        /// Bytes this file still has to allocate.
         needed: u64,
         /// Free bytes reported by the file system.
         available: u64,

@@ -15,8 +15,10 @@
 //!   start over. The part file is allocated at full size up front. Files of
 //!   at least `segment_threshold` bytes are cut into pieces that `segments`
 //!   connections take in file order; smaller ones are one stream.
-//! - **Free space** is checked before the first byte, against what other
-//!   files in flight still have to write.
+//! - **Free space** is checked before the first byte: the bytes not yet
+//!   allocated to the part file (none for a part file an earlier run
+//!   preallocated) against the free figure less what other files in
+//!   flight have yet to allocate (see [`space`]).
 //! - **Each response is checked** before its body is kept (strict 206 and
 //!   `Content-Range`, ETag/CRC identity, `If-Match` on every ranged request
 //!   once the ETag is known). A 200 to a ranged request, a 412 or a 416
@@ -457,19 +459,24 @@ impl Downloader {
         let size = job.expected_size;
         let paths = PartialPaths::new(&job.partial_dir, &job.file_name);
 
-        let mut plan = {
+        let (mut plan, allocated) = {
             let (paths, job2, config) = (paths.clone(), job.clone(), self.config.clone());
-            blocking(move || plan_file(&paths, &job2, &config))
-                .await
-                .map_err(|e| TransferError::Io {
-                    path: job.partial_dir.clone(),
-                    action: "prepare partial file",
-                    source: e,
-                })?
+            blocking(move || {
+                let plan = plan_file(&paths, &job2, &config)?;
+                Ok((plan, space::allocated(&paths.part)?))
+            })
+            .await
+            .map_err(|e| TransferError::Io {
+                path: job.partial_dir.clone(),
+                action: "prepare partial file",
+                source: e,
+            })?
         };
         let resumed_from = plan.present();
+        // A part file preallocated by an earlier run already counts in the
+        // free figure: only what is not yet allocated is needed.
         let reservation = self
-            .reserve_space(&job.partial_dir, size - resumed_from)
+            .reserve_space(&job.partial_dir, size.saturating_sub(allocated))
             .await?;
         if resumed_from > 0 {
             tracing::info!(file = %file, resumed_from, size, "resuming download");
@@ -697,13 +704,18 @@ async fn run_pass(
             .await
             .map_err(|e| StreamEnd::Fatal(ctx.io(&ctx.paths.sidecar, "remove sidecar", e)))?;
     }
-    let part = {
+    let (part, allocated) = {
         let (path, plan) = (ctx.paths.part.clone(), plan.clone());
-        blocking(move || open_part(&path, &plan, size))
-            .await
-            .map(Arc::new)
-            .map_err(|e| StreamEnd::Fatal(ctx.io(&ctx.paths.part, "open", e)))?
+        blocking(move || {
+            let part = open_part(&path, &plan, size)?;
+            let allocated = space::allocated_blocks(&part.metadata()?);
+            Ok((Arc::new(part), allocated))
+        })
+        .await
+        .map_err(|e| StreamEnd::Fatal(ctx.io(&ctx.paths.part, "open", e)))?
     };
+    // The preallocated blocks now count in the file system's free figure.
+    ctx.reservation.limit(size.saturating_sub(allocated));
     let ledger = Ledger::new(
         ctx.paths.clone(),
         ctx.file.backup_id.clone(),

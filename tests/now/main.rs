@@ -6,9 +6,12 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/tmpfs.rs"]
+mod tmpfs;
 
 mod commands;
 mod pull;
 mod refusals;
 mod resume;
 mod retention;
+mod space;
