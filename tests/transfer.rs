@@ -1497,3 +1497,76 @@ async fn a_file_that_does_not_fit_fails_clearly_and_costs_nothing_else() {
     assert_eq!(started_from(&events), 10 * MIB);
     assert!(holds_generated(&f.path, 43, kept_size), "content differs");
 }
+
+// ---- a server that is not COS -------------------------------------------------
+
+/// A bare HTTP/1.1 server that answers every request with `head` (status
+/// line and headers, without the blank line) and then `body`, and closes
+/// the connection: with no `Content-Length`, the close ends the body. It
+/// records every request's head. Returns its base URL.
+async fn raw_server(head: String, body: Vec<u8>) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (body, log) = (Arc::new(body), seen.clone());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (head, body, log) = (head.clone(), body.clone(), log.clone());
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                log.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&request).into_owned());
+                let _ = conn.write_all(format!("{head}\r\n\r\n").as_bytes()).await;
+                let _ = conn.write_all(&body).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (base, seen)
+}
+
+/// A 200 without `Content-Length` whose body runs past the announced size
+/// is an error, not a truncated copy: neither this run nor the next one
+/// returns the first `size` bytes as the file.
+#[tokio::test]
+async fn a_body_longer_than_announced_is_refused_not_truncated() {
+    let srv = Server::start().await;
+    let size = MIB;
+    for extra in [1, 300 * 1024] {
+        let key = format!("long{extra}.tar");
+        let (base, seen) = raw_server(
+            "HTTP/1.1 200 OK\r\nConnection: close".into(),
+            generated(28, size + extra),
+        )
+        .await;
+        let url = Arc::new(tcbackup::transfer::FixedUrl(SignedUrl::new(format!(
+            "{base}/{key}"
+        ))));
+        let dl = downloader(config(), &srv.clock);
+        for run in 1..=2 {
+            let (r, _) = fetch_all(&dl, srv.job(&key, size, url.clone())).await;
+            match r {
+                Ok(f) => panic!(
+                    "run {run}: a {} byte body was kept as the {size} byte file {}",
+                    size + extra,
+                    f.path.display()
+                ),
+                Err(e) => {
+                    let text = e.to_string();
+                    let want = format!("sent more than the {size} bytes the api announced");
+                    assert!(text.contains(&want), "run {run}: {text}");
+                }
+            }
+        }
+        assert_eq!(seen.lock().unwrap().len(), 2, "each run asked the server");
+    }
+}

@@ -112,6 +112,18 @@ pub enum TransferError {
         /// What the server says or sent.
         actual: u64,
     },
+    /// The server sent more bytes than the announced size (a response
+    /// without `Content-Length` that ran on): the object is not what the
+    /// API listed, and no truncated copy is kept.
+    #[error("{file}: the server sent more than the {expected} bytes the api announced ({received} so far); not keeping a truncated copy")]
+    Oversized {
+        /// The file.
+        file: FileRef,
+        /// The announced size.
+        expected: u64,
+        /// Bytes received when it was noticed.
+        received: u64,
+    },
     /// Retries exhausted.
     #[error("{file}: giving up after {attempts} attempts: {last}")]
     RetriesExhausted {

@@ -433,9 +433,23 @@ impl Stream {
             };
             match chunk {
                 Ok(Some(bytes)) => {
-                    let room = body_end - self.pos;
-                    let overflow = bytes.len() as u64 > room;
-                    let mut data = &bytes[..bytes.len().min(room as usize)];
+                    if bytes.len() as u64 > body_end - self.pos {
+                        // More than announced (possible only without a
+                        // Content-Length): nothing of this chunk is kept.
+                        self.flush().await?;
+                        let received = self.pos + bytes.len() as u64;
+                        if body_end == pass.file.size {
+                            return Err(Attempt::Fatal(TransferError::Oversized {
+                                file: (*pass.file.file).clone(),
+                                expected: body_end,
+                                received,
+                            }));
+                        }
+                        return Err(Attempt::retry(format!(
+                            "server sent more than the {body_end} bytes announced"
+                        )));
+                    }
+                    let mut data = &bytes[..];
                     let n = data.len() as u64;
                     while !data.is_empty() {
                         let mut buf = match self.batch.take() {
@@ -476,13 +490,6 @@ impl Stream {
                         }
                     }
                     self.emitter.bytes(n);
-                    if overflow {
-                        self.flush().await?;
-                        return Err(Attempt::retry(format!(
-                            "server sent more than the {} bytes announced",
-                            body_end
-                        )));
-                    }
                 }
                 Ok(None) => {
                     self.flush().await?;

@@ -532,7 +532,18 @@ impl Downloader {
                     carried = resp;
                     reason
                 }
-                Err(StreamEnd::Fatal(e)) => return Err(e),
+                Err(StreamEnd::Fatal(e)) => {
+                    if matches!(e, TransferError::Oversized { .. }) {
+                        // The bytes kept are a prefix of a larger object,
+                        // and the sidecar may call them complete: the next
+                        // run must start over, not publish them.
+                        let paths = paths.clone();
+                        if let Err(why) = blocking(move || sidecar::discard(&paths)).await {
+                            tracing::error!(file = %file, error = %why, "cannot remove the sidecar of an oversized download");
+                        }
+                    }
+                    return Err(e);
+                }
                 Err(StreamEnd::Cancelled) => return Err(cancelled()),
             };
             restarts += 1;
