@@ -1570,3 +1570,69 @@ async fn a_body_longer_than_announced_is_refused_not_truncated() {
         assert_eq!(seen.lock().unwrap().len(), 2, "each run asked the server");
     }
 }
+
+/// Time spent waiting on the bandwidth limiter is not a stall: with the
+/// limiter deep in debt (other downloads used the budget), a stream waits
+/// longer than the idle timeout after a chunk, and the server's next bytes
+/// come well within the idle timeout after that. On tokio's paused clock.
+#[tokio::test(start_paused = true)]
+async fn waiting_on_the_bandwidth_limiter_is_not_a_stall() {
+    use futures::FutureExt as _;
+    let srv = Server::start().await;
+    let size = 200 * 1024;
+    srv.put_generated("lim.rdb", 29, size);
+    srv.store.add_fault(
+        FaultTarget::Key("lim.rdb".into()),
+        Fault::StallAfter(1000),
+        Repeat::Times(1),
+    );
+    let limiter = Arc::new(tcbackup::transfer::BandwidthLimiter::new(
+        std::num::NonZeroU64::new(MIB).unwrap(),
+    ));
+    // Other downloads took 30 s worth of the budget just now.
+    assert!(limiter.acquire(30 * MIB).now_or_never().is_none());
+    let dl = Arc::new(
+        downloader(
+            TransferConfig {
+                idle_timeout: Duration::from_secs(10),
+                ..stop_at_stall(config())
+            },
+            &srv.clock,
+        )
+        .with_limiter(limiter),
+    );
+    let job = srv.job("lim.rdb", size, srv.minter("lim.rdb", 3600));
+    let (tx, mut rx) = mpsc::channel(1024);
+    let cancel = CancellationToken::new();
+    let fetch = {
+        let (dl, cancel) = (dl.clone(), cancel.clone());
+        tokio::spawn(async move { dl.fetch(job, tx, cancel).await })
+    };
+    // The first 1000 bytes arrive at once; the limiter holds the stream
+    // for about 30 s; the server sends the rest 5 s after that.
+    let retry = async {
+        while let Some(ev) = rx.recv().await {
+            if let ProgressEvent::Retrying { error, .. } = ev {
+                return Some(error);
+            }
+        }
+        None
+    };
+    let retried = tokio::select! {
+        biased;
+        error = retry => error,
+        _ = tokio::time::sleep(Duration::from_secs(35)) => None,
+    };
+    if let Some(error) = retried {
+        cancel.cancel();
+        let _ = fetch.await;
+        panic!("the wait on the limiter was taken for a stall: {error}");
+    }
+    srv.store.release_stalls();
+    let f = fetch.await.unwrap().unwrap();
+    while let Ok(ev) = rx.try_recv() {
+        assert!(!matches!(ev, ProgressEvent::Retrying { .. }), "{ev:?}");
+    }
+    assert_fetched(&f, &generated(29, size));
+    assert_eq!(srv.store.stats("lim.rdb").statuses(), [200]);
+}

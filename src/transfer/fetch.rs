@@ -477,7 +477,7 @@ impl Stream {
                             self.flush().await?;
                         }
                     }
-                    // Waiting on our own writers is not a stall.
+                    // Waiting on our own writers is not a stall...
                     last_data = Instant::now();
                     if let Some(limiter) = &limiter {
                         tokio::select! {
@@ -488,6 +488,9 @@ impl Stream {
                             }
                             _ = limiter.acquire(n) => {}
                         }
+                        // ...nor is waiting on the bandwidth limiter, which
+                        // other streams may have driven deep into debt.
+                        last_data = Instant::now();
                     }
                     self.emitter.bytes(n);
                 }
