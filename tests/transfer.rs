@@ -1636,3 +1636,51 @@ async fn waiting_on_the_bandwidth_limiter_is_not_a_stall() {
     assert_fetched(&f, &generated(29, size));
     assert_eq!(srv.store.stats("lim.rdb").statuses(), [200]);
 }
+
+/// A stop abandoned after its grace period ends the process by dropping
+/// the runtime with the transfers in it. A trailing hasher (segmented or
+/// resumed files) waiting for bytes that will never come must not keep
+/// that drop, and so the process, from finishing.
+#[tokio::test]
+async fn dropping_the_runtime_mid_transfer_is_not_held_by_the_hasher() {
+    let srv = Server::start().await;
+    let size = 8 * MIB;
+    srv.put_generated("ab.tar", 30, size);
+    srv.store.add_fault(
+        FaultTarget::Key("ab.tar".into()),
+        Fault::StallAfter(MIB),
+        Repeat::Times(2),
+    );
+    let job = srv.job("ab.tar", size, srv.minter("ab.tar", 3600));
+    let (tx, mut rx) = mpsc::channel(1024);
+    let (drop_tx, drop_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let clock = srv.clock.clone();
+    let victim = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dl = downloader(segmented(2), &clock);
+        rt.spawn(async move {
+            let _ = dl.fetch(job, tx, CancellationToken::new()).await;
+        });
+        drop_rx.recv().unwrap();
+        // What the program does after "exiting anyway".
+        drop(rt);
+        let _ = done_tx.send(());
+    });
+    while let Some(ev) = rx.recv().await {
+        if matches!(ev, ProgressEvent::Bytes { .. }) {
+            break;
+        }
+    }
+    drop_tx.send(()).unwrap();
+    let dropped =
+        tokio::task::spawn_blocking(move || done_rx.recv_timeout(Duration::from_secs(20)))
+            .await
+            .unwrap();
+    srv.store.release_stalls();
+    assert!(
+        dropped.is_ok(),
+        "the runtime was still shutting down 20 s after it was dropped"
+    );
+    victim.join().unwrap();
+}

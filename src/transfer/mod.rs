@@ -699,6 +699,19 @@ fn open_part(part: &Path, plan: &Plan, size: u64) -> std::io::Result<std::fs::Fi
     Ok(f)
 }
 
+/// Wakes a pass's trailing hasher for good when dropped. The hasher is a
+/// blocking thread waiting for bytes; a pass dropped without reaching its
+/// own `abort` (a stop abandoned after its grace period drops every task)
+/// would leave it waiting forever, and a runtime does not finish shutting
+/// down, nor the process exit, while a blocking thread runs.
+struct ReleaseHasher(Arc<Ledger>);
+
+impl Drop for ReleaseHasher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// One pass over the file: prepare it, run the streams with the syncer and
 /// (unless hashing inline) the trailing hasher, then make it durable.
 async fn run_pass(
@@ -758,6 +771,8 @@ async fn run_pass(
         let (ledger, part) = (ledger.clone(), part.clone());
         tokio::task::spawn_blocking(move || ledger::trailing_hash(&ledger, &part))
     });
+    // However the pass ends, even dropped half-way, the hasher is let go.
+    let _release_hasher = ReleaseHasher(ledger.clone());
     let syncer_stop = CancellationToken::new();
     let syncer = tokio::spawn(ledger::run_syncer(
         ledger.clone(),
