@@ -1684,3 +1684,81 @@ async fn dropping_the_runtime_mid_transfer_is_not_held_by_the_hasher() {
     );
     victim.join().unwrap();
 }
+
+/// A presigned-looking URL on `base` for `key`; the signature is what must
+/// never travel further.
+fn signed_on(base: &str, key: &str) -> Arc<tcbackup::transfer::FixedUrl> {
+    Arc::new(tcbackup::transfer::FixedUrl(SignedUrl::new(format!(
+        "{base}/{key}?q-sign-algorithm=sha1&q-ak={SECRET_ID}&q-header-list=&q-url-param-list=&q-signature=0123456789abcdef0123456789abcdef01234567"
+    ))))
+}
+
+/// A followed redirect carries no credential: the location gets neither
+/// the presigned URL (reqwest sends it as `Referer` by default) nor any
+/// authorization header, and the file arrives.
+#[tokio::test]
+async fn a_followed_redirect_carries_no_credential() {
+    let srv = Server::start().await;
+    let size = 64 * 1024;
+    let (target, seen) = raw_server(
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nConnection: close"),
+        generated(31, size),
+    )
+    .await;
+    let (origin, _) = raw_server(
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: {target}/elsewhere.tar\r\nContent-Length: 0\r\nConnection: close"
+        ),
+        Vec::new(),
+    )
+    .await;
+    let dl = downloader(config(), &srv.clock);
+    let (r, _) = fetch_all(&dl, srv.job("rd.tar", size, signed_on(&origin, "rd.tar"))).await;
+    let f = r.unwrap();
+    assert!(holds_generated(&f.path, 31, size));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let head = seen[0].to_ascii_lowercase();
+    for leak in [
+        "q-signature",
+        SECRET_ID,
+        "referer",
+        "authorization",
+        "cookie",
+    ] {
+        assert!(
+            !head.contains(&leak.to_ascii_lowercase()),
+            "{leak} sent to the redirect target:\n{head}"
+        );
+    }
+}
+
+/// A redirect that is not followed (a scheme other than https/allowed
+/// http, or an endless loop) fails the file with a message saying so.
+#[tokio::test]
+async fn a_refused_redirect_fails_the_file_clearly() {
+    let srv = Server::start().await;
+    let (looping, seen) = raw_server(
+        "HTTP/1.1 307 Temporary Redirect\r\nLocation: /again.tar\r\nContent-Length: 0\r\nConnection: close".into(),
+        Vec::new(),
+    )
+    .await;
+    let (to_file, _) = raw_server(
+        "HTTP/1.1 302 Found\r\nLocation: file:///etc/passwd\r\nContent-Length: 0\r\nConnection: close"
+            .into(),
+        Vec::new(),
+    )
+    .await;
+    let dl = downloader(config(), &srv.clock);
+    for (base, status) in [(looping, 307), (to_file, 302)] {
+        let (r, _) = fetch_all(&dl, srv.job("no.tar", MIB, signed_on(&base, "no.tar"))).await;
+        let text = r.unwrap_err().to_string();
+        assert!(
+            text.contains(&format!("not following the server's redirect ({status})")),
+            "{text}"
+        );
+        assert!(!text.contains("0123456789abcdef"), "{text}");
+    }
+    // The original request and five redirects, then it stopped.
+    assert_eq!(seen.lock().unwrap().len(), 6);
+}

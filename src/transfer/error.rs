@@ -92,6 +92,16 @@ pub enum TransferError {
         /// COS error message, or empty.
         message: String,
     },
+    /// The server redirected to a location that is not followed: not
+    /// `https://` (nor `http://` with `allow_http`), or one redirect too
+    /// many.
+    #[error("{file}: not following the server's redirect ({status}): only https locations are followed (http too with api.allow_http_downloads), at most {max} in a row", max = super::MAX_REDIRECTS)]
+    RefusedRedirect {
+        /// The file.
+        file: FileRef,
+        /// The redirect's HTTP status.
+        status: u16,
+    },
     /// A status that no retry can fix.
     #[error("{file}: unexpected http status {status} {code}")]
     Status {

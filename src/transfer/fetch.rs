@@ -371,6 +371,11 @@ impl Stream {
                     retry_after,
                 })
             }
+            // The client's redirect policy stopped short of following it.
+            300..=399 => Err(Attempt::Fatal(TransferError::RefusedRedirect {
+                file: (*file.file).clone(),
+                status,
+            })),
             _ => {
                 let (code, _) = self.error_body(resp).await;
                 Err(Attempt::Fatal(TransferError::Status {

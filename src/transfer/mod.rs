@@ -336,6 +336,9 @@ pub(crate) struct PassCtx {
 /// never make the plan itself exhaust memory.
 const MAX_PIECES: u64 = 1024;
 
+/// Redirects followed in a row for one request.
+pub const MAX_REDIRECTS: usize = 5;
+
 /// How a pass starts.
 #[derive(Debug, Clone)]
 struct Plan {
@@ -377,6 +380,12 @@ impl Plan {
 
 impl Downloader {
     /// A downloader with `config`, reading time from `clock` (for URL expiry).
+    ///
+    /// Redirects are followed at most [`MAX_REDIRECTS`] times, only to
+    /// `https://` locations (`http://` too when `allow_http`), and carry no
+    /// credential: the requests hold no `Authorization` or cookie, and no
+    /// `Referer` (it would repeat the presigned URL). A redirect that is
+    /// not followed fails the file with [`TransferError::RefusedRedirect`].
     pub fn new(config: TransferConfig, clock: Arc<dyn Clock>) -> Result<Self, TransferError> {
         let allow_http = config.allow_http;
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
@@ -385,7 +394,7 @@ impl Downloader {
                 "http" => allow_http,
                 _ => false,
             };
-            if attempt.previous().len() >= 5 || !scheme_ok {
+            if attempt.previous().len() > MAX_REDIRECTS || !scheme_ok {
                 attempt.stop()
             } else {
                 attempt.follow()
@@ -396,6 +405,9 @@ impl Downloader {
             .tcp_nodelay(true)
             .http1_only()
             .redirect(redirects)
+            // A Referer would hand the presigned URL, a bearer credential
+            // for the object, to wherever a redirect points.
+            .referer(false)
             .pool_max_idle_per_host(config.max_connections.max(1))
             .user_agent(concat!("tcbackup/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -851,6 +863,55 @@ async fn run_pass(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that answers every request with `head` and an empty body;
+    /// it counts requests. Returns its base URL.
+    async fn answering(head: String) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let reply = format!("{head}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = conn.write_all(reply.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            }
+        });
+        (base, count)
+    }
+
+    /// The download client follows a redirect to `http://` only when plain
+    /// HTTP downloads are allowed (the origin here is http only because a
+    /// test cannot present a certificate the client trusts; the policy
+    /// looks at the location alone).
+    #[tokio::test]
+    async fn redirects_to_http_are_followed_only_when_http_is_allowed() {
+        let (target, reached) = answering("HTTP/1.1 200 OK".into()).await;
+        let (origin, _) = answering(format!("HTTP/1.1 302 Found\r\nLocation: {target}/x")).await;
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::ManualClock::new());
+        for allow_http in [false, true] {
+            let config = TransferConfig {
+                allow_http,
+                ..TransferConfig::default()
+            };
+            let dl = Downloader::new(config, clock.clone()).unwrap();
+            let resp = dl.client.get(format!("{origin}/x")).send().await.unwrap();
+            let want = if allow_http { 200 } else { 302 };
+            assert_eq!(resp.status().as_u16(), want, "allow_http = {allow_http}");
+        }
+        assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn a_segmented_plan_stays_small_whatever_the_size() {
