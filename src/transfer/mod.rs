@@ -22,7 +22,10 @@
 //! - **Each response is checked** before its body is kept (strict 206 and
 //!   `Content-Range`, ETag/CRC identity, `If-Match` on every ranged request
 //!   once the ETag is known). A 200 to a ranged request, a 412 or a 416
-//!   start the file over (the 200's body is used as the new start).
+//!   start the file over (the 200's body is used as the new start). A body
+//!   that runs past the announced size fails the file, never truncated
+//!   into a "complete" one. Redirects are followed only to https (or
+//!   allowed http) and carry no credential (see [`Downloader::new`]).
 //! - **Failures** (transport errors, cut bodies, 5xx, stalls) are retried
 //!   from the current offset with jittered backoff; an expired URL is
 //!   renewed and the transfer continues from the same offset.
