@@ -25,6 +25,9 @@ use tcbackup_signing::secret::SignedUrl;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
+
 const SECRET_ID: &str = "AKIDtransferTest";
 const SECRET_KEY: &str = "transferTestSecretKey";
 const MIB: u64 = 1024 * 1024;
@@ -231,17 +234,28 @@ async fn cancelled_at_stall(
     streams: usize,
     base: TransferConfig,
 ) -> FileJob {
+    let job = srv.job(key, size, srv.minter(key, 3600));
+    cancel_job_at_stall(srv, job.clone(), stall_after, streams, base).await;
+    job
+}
+
+/// [`cancelled_at_stall`] for a given job (whose file name is the key).
+async fn cancel_job_at_stall(
+    srv: &Server,
+    job: FileJob,
+    stall_after: u64,
+    streams: usize,
+    base: TransferConfig,
+) {
     srv.store.add_fault(
-        FaultTarget::Key(key.into()),
+        FaultTarget::Key(job.file_name.clone()),
         Fault::StallAfter(stall_after),
         Repeat::Times(streams as u32),
     );
-    let job = srv.job(key, size, srv.minter(key, 3600));
     let dl = downloader(stop_at_stall(base), &srv.clock);
-    let first = fetch_until_retries(&dl, job.clone(), streams).await;
+    let first = fetch_until_retries(&dl, job, streams).await;
     srv.store.release_stalls();
     assert!(first.unwrap_err().is_cancelled());
-    job
 }
 
 /// The written offsets the sidecar of `key` records, per segment.
@@ -1186,4 +1200,565 @@ async fn expiry_is_judged_by_the_injected_clock() {
         .iter()
         .any(|e| matches!(e, ProgressEvent::UrlRefreshed { .. })));
     assert!(srv.clock.unix() < chrono::Utc::now().timestamp() - 3600);
+}
+
+/// An API that announces an absurd size (here 2^60 bytes) fails that file
+/// with "not enough free space", at once and without building a plan the
+/// size of the file: the process (and every other backup) carries on.
+#[tokio::test]
+async fn an_absurd_size_fails_the_file_not_the_process() {
+    let srv = Server::start().await;
+    srv.put_generated("huge.tar", 26, MIB);
+    let size = 1u64 << 60;
+    let dl = downloader(
+        TransferConfig {
+            segments: 4,
+            segment_threshold: TransferConfig::default().segment_threshold,
+            piece_size: TransferConfig::default().piece_size,
+            ..config()
+        },
+        &srv.clock,
+    );
+    let (r, events) = fetch_all(&dl, srv.job("huge.tar", size, srv.minter("huge.tar", 3600))).await;
+    let err = r.unwrap_err();
+    match &err {
+        TransferError::NoSpace { needed, .. } => assert_eq!(*needed, size),
+        other => panic!("expected NoSpace, got {other}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("not enough free space"), "{text}");
+    assert!(text.contains(&size.to_string()), "{text}");
+    assert_eq!(srv.store.stats("huge.tar").requests, 0);
+    assert!(events.is_empty());
+    assert!(!srv.part("huge.tar").exists());
+    // The same downloader still fetches the next file.
+    let (r, _) = fetch_all(&dl, srv.job("huge.tar", MIB, srv.minter("huge.tar", 3600))).await;
+    assert_fetched(&r.unwrap(), &generated(26, MIB));
+}
+
+/// Hands out the inner source's URLs; on the first call it first makes
+/// `path` a directory, so that every later sidecar write fails (as a full
+/// disk or a crash at that moment would stop it).
+struct BlockSidecarWrites {
+    inner: Arc<Minter>,
+    path: PathBuf,
+}
+
+impl UrlSource for BlockSidecarWrites {
+    fn fresh_url(&self) -> BoxFuture<'_, Result<SignedUrl, UrlSourceError>> {
+        if let Err(e) = std::fs::create_dir(&self.path) {
+            assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+        }
+        self.inner.fresh_url()
+    }
+}
+
+/// A pass that starts over (here: the server ignored the resume's range)
+/// must take back what the old sidecar vouched for before it zeroes the
+/// part file. If the new sidecar then cannot be written, the next run
+/// starts from byte 0 instead of resuming over zeros, which, with no COS
+/// CRC to catch it (PostgreSQL archives often have none), would be
+/// published as the backup.
+#[tokio::test]
+async fn a_fresh_pass_never_leaves_the_old_sidecar_in_front_of_zeros() {
+    let srv = Server::start().await;
+    let size = 4 * MIB;
+    srv.store
+        .put(
+            "z.tar",
+            ObjectBody::Generated {
+                seed: 27,
+                len: size,
+            },
+            ObjectOptions {
+                legacy_no_crc: true,
+            },
+        )
+        .unwrap();
+    let job = cancelled_at_stall(&srv, ("z.tar", size), 2 * MIB, 1, config()).await;
+    assert_eq!(sidecar_written(&srv, "z.tar"), [2 * MIB]);
+
+    // The next run resumes; the server ignores the range, so the file
+    // starts over, and from then on the sidecar cannot be written.
+    srv.store.add_fault(
+        FaultTarget::Key("z.tar".into()),
+        Fault::IgnoreRange,
+        Repeat::Times(1),
+    );
+    let obstacle = srv.dir.path().join(".partial/z.tar.part.json.tmp");
+    let blocked = FileJob {
+        url: Arc::new(BlockSidecarWrites {
+            inner: srv.minter("z.tar", 3600),
+            path: obstacle.clone(),
+        }),
+        ..job.clone()
+    };
+    let dl = downloader(config(), &srv.clock);
+    let (r, events) = fetch_all(&dl, blocked).await;
+    match r.unwrap_err() {
+        TransferError::Io { action, .. } => assert_eq!(action, "write sidecar"),
+        other => panic!("expected the sidecar write to fail, got {other}"),
+    }
+    assert_eq!(restarts(&events), [RestartReason::RangeIgnored]);
+    std::fs::remove_dir(&obstacle).unwrap();
+
+    // The run after that must not trust the zeroed bytes.
+    let dl = downloader(config(), &srv.clock);
+    let (r, events) = fetch_all(&dl, job).await;
+    let f = r.unwrap();
+    assert_eq!(f.server_crc64, None);
+    let on_disk = std::fs::read(&f.path).unwrap();
+    assert!(
+        on_disk == generated(27, size),
+        "the fetched file differs from the object (first {} bytes are zeros)",
+        on_disk.iter().take_while(|b| **b == 0).count()
+    );
+    assert_eq!(started_from(&events), 0);
+}
+
+// ---- free space, on a real small file system -------------------------------
+
+/// Whether the file at `path` holds exactly the generated object
+/// `seed`/`len`, read a MiB at a time.
+fn holds_generated(path: &Path, seed: u64, len: u64) -> bool {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap();
+    if f.metadata().unwrap().len() != len {
+        return false;
+    }
+    let (mut got, mut want) = (vec![0u8; MIB as usize], vec![0u8; MIB as usize]);
+    let mut pos = 0;
+    while pos < len {
+        let n = (len - pos).min(MIB) as usize;
+        f.read_exact(&mut got[..n]).unwrap();
+        fill_generated(seed, pos, &mut want[..n]);
+        if got[..n] != want[..n] {
+            return false;
+        }
+        pos += n as u64;
+    }
+    true
+}
+
+/// Bytes the sidecar of `job` records as written, over all segments.
+fn recorded(job: &FileJob) -> u64 {
+    let path = job.partial_dir.join(format!("{}.part.json", job.file_name));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    json["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["written"].as_u64().unwrap() - s["start"].as_u64().unwrap())
+        .sum()
+}
+
+/// A job of `srv` whose partial directory is on `fs`.
+fn job_on(srv: &Server, fs: &SmallFs, key: &str, size: u64) -> FileJob {
+    FileJob {
+        partial_dir: fs.path().join(".partial"),
+        ..srv.job(key, size, srv.minter(key, 3600))
+    }
+}
+
+use tmpfs::SmallFs;
+
+/// The margin the free-space tests keep.
+const MARGIN: u64 = 4 * MIB;
+
+/// An 80 MiB download on a 100 MiB file system, interrupted at a quarter,
+/// resumes: its part file already holds all its blocks, so only 20 MiB are
+/// free, and none more are needed.
+#[tokio::test]
+async fn a_download_interrupted_on_a_nearly_full_disk_resumes() {
+    let srv = Server::start().await;
+    let Some(fs) = SmallFs::mount(&srv.dir.path().join("small"), 100) else {
+        return;
+    };
+    let size = 80 * MIB;
+    srv.put_generated("big.tar", 40, size);
+    let job = job_on(&srv, &fs, "big.tar", size);
+    let config = TransferConfig {
+        free_space_margin: MARGIN,
+        segment_threshold: 64 * MIB,
+        piece_size: 32 * MIB,
+        ..segmented(4)
+    };
+    // Four segments of 20 MiB, each stopped after 5 MiB: a quarter.
+    cancel_job_at_stall(&srv, job.clone(), 5 * MIB, 4, config.clone()).await;
+    assert_eq!(recorded(&job), size / 4);
+    assert!(fs.free() <= 20 * MIB, "{} bytes free", fs.free());
+
+    let dl = downloader(config, &srv.clock);
+    let (r, events) = fetch_all(&dl, job).await;
+    let f = r.unwrap();
+    assert!(holds_generated(&f.path, 40, size), "content differs");
+    assert_eq!(started_from(&events), size / 4);
+    assert_eq!(srv.served("big.tar"), size, "not one byte twice");
+}
+
+/// Two 40 MiB downloads in flight at once on a 100 MiB file system: the
+/// second starts while the first (preallocated, so already counted in the
+/// free figure) is under way, and both complete.
+#[tokio::test]
+async fn two_files_in_flight_on_a_small_disk_both_complete() {
+    let srv = Server::start().await;
+    let Some(fs) = SmallFs::mount(&srv.dir.path().join("small"), 100) else {
+        return;
+    };
+    let size = 40 * MIB;
+    srv.put_generated("one.tar", 41, size);
+    srv.put_generated("two.tar", 42, size);
+    srv.store.add_fault(
+        FaultTarget::Key("one.tar".into()),
+        Fault::StallAfter(8 * MIB),
+        Repeat::Times(1),
+    );
+    let dl = Arc::new(downloader(
+        TransferConfig {
+            free_space_margin: MARGIN,
+            ..config()
+        },
+        &srv.clock,
+    ));
+    let (tx, mut rx) = mpsc::channel(4096);
+    let first = {
+        let (dl, job) = (dl.clone(), job_on(&srv, &fs, "one.tar", size));
+        tokio::spawn(async move { dl.fetch(job, tx, CancellationToken::new()).await })
+    };
+    // The first file is under way (its part file allocated) when the
+    // second starts.
+    loop {
+        match rx.recv().await {
+            Some(ProgressEvent::Bytes { .. }) => break,
+            Some(_) => {}
+            None => panic!("the first download ended early: {:?}", first.await),
+        }
+    }
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let (second, _) = fetch_all(&dl, job_on(&srv, &fs, "two.tar", size)).await;
+    srv.store.release_stalls();
+    let second = second.unwrap();
+    let first = first.await.unwrap().unwrap();
+    drain.await.unwrap();
+    assert!(holds_generated(&first.path, 41, size), "first differs");
+    assert!(holds_generated(&second.path, 42, size), "second differs");
+}
+
+/// A file that truly does not fit fails before any request, with a message
+/// naming the file system, the bytes needed and the bytes free; the
+/// interrupted download beside it loses nothing and completes afterwards.
+#[tokio::test]
+async fn a_file_that_does_not_fit_fails_clearly_and_costs_nothing_else() {
+    let srv = Server::start().await;
+    let Some(fs) = SmallFs::mount(&srv.dir.path().join("small"), 100) else {
+        return;
+    };
+    let kept_size = 40 * MIB;
+    srv.put_generated("kept.tar", 43, kept_size);
+    let kept = job_on(&srv, &fs, "kept.tar", kept_size);
+    cancel_job_at_stall(&srv, kept.clone(), 10 * MIB, 1, config()).await;
+    let kept_sidecar = kept.partial_dir.join("kept.tar.part.json");
+    let sidecar_before = std::fs::read(&kept_sidecar).unwrap();
+    assert_eq!(recorded(&kept), 10 * MIB);
+
+    let size = 70 * MIB;
+    srv.put_generated("huge.tar", 44, size);
+    let free = fs.free();
+    let dl = downloader(
+        TransferConfig {
+            free_space_margin: MARGIN,
+            ..config()
+        },
+        &srv.clock,
+    );
+    let (r, events) = fetch_all(&dl, job_on(&srv, &fs, "huge.tar", size)).await;
+    let err = r.unwrap_err();
+    assert!(
+        matches!(err, TransferError::NoSpace { needed, available, .. } if needed == size && available == free),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    for part in [
+        fs.path().join(".partial").display().to_string(),
+        size.to_string(),
+        free.to_string(),
+    ] {
+        assert!(text.contains(&part), "{part:?} not in {text:?}");
+    }
+    assert!(events.is_empty());
+    assert_eq!(srv.store.stats("huge.tar").requests, 0);
+    assert!(!kept.partial_dir.join("huge.tar.part").exists());
+    assert_eq!(fs.free(), free, "the refused file took space");
+
+    // Nothing else was lost: the interrupted file resumes where it was.
+    assert_eq!(std::fs::read(&kept_sidecar).unwrap(), sidecar_before);
+    let (r, events) = fetch_all(&dl, kept).await;
+    let f = r.unwrap();
+    assert_eq!(started_from(&events), 10 * MIB);
+    assert!(holds_generated(&f.path, 43, kept_size), "content differs");
+}
+
+// ---- a server that is not COS -------------------------------------------------
+
+/// A bare HTTP/1.1 server that answers every request with `head` (status
+/// line and headers, without the blank line) and then `body`, and closes
+/// the connection: with no `Content-Length`, the close ends the body. It
+/// records every request's head. Returns its base URL.
+async fn raw_server(head: String, body: Vec<u8>) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (body, log) = (Arc::new(body), seen.clone());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (head, body, log) = (head.clone(), body.clone(), log.clone());
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                log.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&request).into_owned());
+                let _ = conn.write_all(format!("{head}\r\n\r\n").as_bytes()).await;
+                let _ = conn.write_all(&body).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    (base, seen)
+}
+
+/// A 200 without `Content-Length` whose body runs past the announced size
+/// is an error, not a truncated copy: neither this run nor the next one
+/// returns the first `size` bytes as the file.
+#[tokio::test]
+async fn a_body_longer_than_announced_is_refused_not_truncated() {
+    let srv = Server::start().await;
+    let size = MIB;
+    for extra in [1, 300 * 1024] {
+        let key = format!("long{extra}.tar");
+        let (base, seen) = raw_server(
+            "HTTP/1.1 200 OK\r\nConnection: close".into(),
+            generated(28, size + extra),
+        )
+        .await;
+        let url = Arc::new(tcbackup::transfer::FixedUrl(SignedUrl::new(format!(
+            "{base}/{key}"
+        ))));
+        let dl = downloader(config(), &srv.clock);
+        for run in 1..=2 {
+            let (r, _) = fetch_all(&dl, srv.job(&key, size, url.clone())).await;
+            match r {
+                Ok(f) => panic!(
+                    "run {run}: a {} byte body was kept as the {size} byte file {}",
+                    size + extra,
+                    f.path.display()
+                ),
+                Err(e) => {
+                    let text = e.to_string();
+                    let want = format!("sent more than the {size} bytes the api announced");
+                    assert!(text.contains(&want), "run {run}: {text}");
+                }
+            }
+        }
+        assert_eq!(seen.lock().unwrap().len(), 2, "each run asked the server");
+    }
+}
+
+/// Time spent waiting on the bandwidth limiter is not a stall: with the
+/// limiter deep in debt (other downloads used the budget), a stream waits
+/// longer than the idle timeout after a chunk, and the server's next bytes
+/// come well within the idle timeout after that. On tokio's paused clock.
+#[tokio::test(start_paused = true)]
+async fn waiting_on_the_bandwidth_limiter_is_not_a_stall() {
+    use futures::FutureExt as _;
+    let srv = Server::start().await;
+    let size = 200 * 1024;
+    srv.put_generated("lim.rdb", 29, size);
+    srv.store.add_fault(
+        FaultTarget::Key("lim.rdb".into()),
+        Fault::StallAfter(1000),
+        Repeat::Times(1),
+    );
+    let limiter = Arc::new(tcbackup::transfer::BandwidthLimiter::new(
+        std::num::NonZeroU64::new(MIB).unwrap(),
+    ));
+    // Other downloads took 30 s worth of the budget just now.
+    assert!(limiter.acquire(30 * MIB).now_or_never().is_none());
+    let dl = Arc::new(
+        downloader(
+            TransferConfig {
+                idle_timeout: Duration::from_secs(10),
+                ..stop_at_stall(config())
+            },
+            &srv.clock,
+        )
+        .with_limiter(limiter),
+    );
+    let job = srv.job("lim.rdb", size, srv.minter("lim.rdb", 3600));
+    let (tx, mut rx) = mpsc::channel(1024);
+    let cancel = CancellationToken::new();
+    let fetch = {
+        let (dl, cancel) = (dl.clone(), cancel.clone());
+        tokio::spawn(async move { dl.fetch(job, tx, cancel).await })
+    };
+    // The first 1000 bytes arrive at once; the limiter holds the stream
+    // for about 30 s; the server sends the rest 5 s after that.
+    let retry = async {
+        while let Some(ev) = rx.recv().await {
+            if let ProgressEvent::Retrying { error, .. } = ev {
+                return Some(error);
+            }
+        }
+        None
+    };
+    let retried = tokio::select! {
+        biased;
+        error = retry => error,
+        _ = tokio::time::sleep(Duration::from_secs(35)) => None,
+    };
+    if let Some(error) = retried {
+        cancel.cancel();
+        let _ = fetch.await;
+        panic!("the wait on the limiter was taken for a stall: {error}");
+    }
+    srv.store.release_stalls();
+    let f = fetch.await.unwrap().unwrap();
+    while let Ok(ev) = rx.try_recv() {
+        assert!(!matches!(ev, ProgressEvent::Retrying { .. }), "{ev:?}");
+    }
+    assert_fetched(&f, &generated(29, size));
+    assert_eq!(srv.store.stats("lim.rdb").statuses(), [200]);
+}
+
+/// A stop abandoned after its grace period ends the process by dropping
+/// the runtime with the transfers in it. A trailing hasher (segmented or
+/// resumed files) waiting for bytes that will never come must not keep
+/// that drop, and so the process, from finishing.
+#[tokio::test]
+async fn dropping_the_runtime_mid_transfer_is_not_held_by_the_hasher() {
+    let srv = Server::start().await;
+    let size = 8 * MIB;
+    srv.put_generated("ab.tar", 30, size);
+    srv.store.add_fault(
+        FaultTarget::Key("ab.tar".into()),
+        Fault::StallAfter(MIB),
+        Repeat::Times(2),
+    );
+    let job = srv.job("ab.tar", size, srv.minter("ab.tar", 3600));
+    let (tx, mut rx) = mpsc::channel(1024);
+    let (drop_tx, drop_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let clock = srv.clock.clone();
+    let victim = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dl = downloader(segmented(2), &clock);
+        rt.spawn(async move {
+            let _ = dl.fetch(job, tx, CancellationToken::new()).await;
+        });
+        drop_rx.recv().unwrap();
+        // What the program does after "exiting anyway".
+        drop(rt);
+        let _ = done_tx.send(());
+    });
+    while let Some(ev) = rx.recv().await {
+        if matches!(ev, ProgressEvent::Bytes { .. }) {
+            break;
+        }
+    }
+    drop_tx.send(()).unwrap();
+    let dropped =
+        tokio::task::spawn_blocking(move || done_rx.recv_timeout(Duration::from_secs(20)))
+            .await
+            .unwrap();
+    srv.store.release_stalls();
+    assert!(
+        dropped.is_ok(),
+        "the runtime was still shutting down 20 s after it was dropped"
+    );
+    victim.join().unwrap();
+}
+
+/// A presigned-looking URL on `base` for `key`; the signature is what must
+/// never travel further.
+fn signed_on(base: &str, key: &str) -> Arc<tcbackup::transfer::FixedUrl> {
+    Arc::new(tcbackup::transfer::FixedUrl(SignedUrl::new(format!(
+        "{base}/{key}?q-sign-algorithm=sha1&q-ak={SECRET_ID}&q-header-list=&q-url-param-list=&q-signature=0123456789abcdef0123456789abcdef01234567"
+    ))))
+}
+
+/// A followed redirect carries no credential: the location gets neither
+/// the presigned URL (reqwest sends it as `Referer` by default) nor any
+/// authorization header, and the file arrives.
+#[tokio::test]
+async fn a_followed_redirect_carries_no_credential() {
+    let srv = Server::start().await;
+    let size = 64 * 1024;
+    let (target, seen) = raw_server(
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nConnection: close"),
+        generated(31, size),
+    )
+    .await;
+    let (origin, _) = raw_server(
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: {target}/elsewhere.tar\r\nContent-Length: 0\r\nConnection: close"
+        ),
+        Vec::new(),
+    )
+    .await;
+    let dl = downloader(config(), &srv.clock);
+    let (r, _) = fetch_all(&dl, srv.job("rd.tar", size, signed_on(&origin, "rd.tar"))).await;
+    let f = r.unwrap();
+    assert!(holds_generated(&f.path, 31, size));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let head = seen[0].to_ascii_lowercase();
+    for leak in [
+        "q-signature",
+        SECRET_ID,
+        "referer",
+        "authorization",
+        "cookie",
+    ] {
+        assert!(
+            !head.contains(&leak.to_ascii_lowercase()),
+            "{leak} sent to the redirect target:\n{head}"
+        );
+    }
+}
+
+/// A redirect that is not followed (a scheme other than https/allowed
+/// http, or an endless loop) fails the file with a message saying so.
+#[tokio::test]
+async fn a_refused_redirect_fails_the_file_clearly() {
+    let srv = Server::start().await;
+    let (looping, seen) = raw_server(
+        "HTTP/1.1 307 Temporary Redirect\r\nLocation: /again.tar\r\nContent-Length: 0\r\nConnection: close".into(),
+        Vec::new(),
+    )
+    .await;
+    let (to_file, _) = raw_server(
+        "HTTP/1.1 302 Found\r\nLocation: file:///etc/passwd\r\nContent-Length: 0\r\nConnection: close"
+            .into(),
+        Vec::new(),
+    )
+    .await;
+    let dl = downloader(config(), &srv.clock);
+    for (base, status) in [(looping, 307), (to_file, 302)] {
+        let (r, _) = fetch_all(&dl, srv.job("no.tar", MIB, signed_on(&base, "no.tar"))).await;
+        let text = r.unwrap_err().to_string();
+        assert!(
+            text.contains(&format!("not following the server's redirect ({status})")),
+            "{text}"
+        );
+        assert!(!text.contains("0123456789abcdef"), "{text}");
+    }
+    // The original request and five redirects, then it stopped.
+    assert_eq!(seen.lock().unwrap().len(), 6);
 }

@@ -6,6 +6,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/tmpfs.rs"]
+mod tmpfs;
 
 mod commands;
 mod modes;
@@ -13,3 +15,4 @@ mod pull;
 mod refusals;
 mod resume;
 mod retention;
+mod space;

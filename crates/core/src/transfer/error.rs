@@ -92,6 +92,16 @@ pub enum TransferError {
         /// COS error message, or empty.
         message: String,
     },
+    /// The server redirected to a location that is not followed: not
+    /// `https://` (nor `http://` with `allow_http`), or one redirect too
+    /// many.
+    #[error("{file}: not following the server's redirect ({status}): only https locations are followed (http too with api.allow_http_downloads), at most {max} in a row", max = super::MAX_REDIRECTS)]
+    RefusedRedirect {
+        /// The file.
+        file: FileRef,
+        /// The redirect's HTTP status.
+        status: u16,
+    },
     /// A status that no retry can fix.
     #[error("{file}: unexpected http status {status} {code}")]
     Status {
@@ -111,6 +121,18 @@ pub enum TransferError {
         expected: u64,
         /// What the server says or sent.
         actual: u64,
+    },
+    /// The server sent more bytes than the announced size (a response
+    /// without `Content-Length` that ran on): the object is not what the
+    /// API listed, and no truncated copy is kept.
+    #[error("{file}: the server sent more than the {expected} bytes the api announced ({received} so far); not keeping a truncated copy")]
+    Oversized {
+        /// The file.
+        file: FileRef,
+        /// The announced size.
+        expected: u64,
+        /// Bytes received when it was noticed.
+        received: u64,
     },
     /// Retries exhausted.
     #[error("{file}: giving up after {attempts} attempts: {last}")]
@@ -134,13 +156,13 @@ pub enum TransferError {
     },
     /// Not enough free disk space.
     #[error(
-        "{}: not enough free space: {needed} bytes to write plus {margin} margin, {available} available ({reserved} promised to other downloads)",
+        "not enough free space on the file system of {}: the download needs {needed} more bytes plus a margin of {margin}, {available} bytes are free ({reserved} of them promised to other downloads)",
         path.display()
     )]
     NoSpace {
         /// The partial directory.
         path: PathBuf,
-        /// Bytes this file still has to write.
+        /// Bytes this file still has to allocate.
         needed: u64,
         /// Free bytes reported by the file system.
         available: u64,

@@ -371,6 +371,11 @@ impl Stream {
                     retry_after,
                 })
             }
+            // The client's redirect policy stopped short of following it.
+            300..=399 => Err(Attempt::Fatal(TransferError::RefusedRedirect {
+                file: (*file.file).clone(),
+                status,
+            })),
             _ => {
                 let (code, _) = self.error_body(resp).await;
                 Err(Attempt::Fatal(TransferError::Status {
@@ -433,9 +438,23 @@ impl Stream {
             };
             match chunk {
                 Ok(Some(bytes)) => {
-                    let room = body_end - self.pos;
-                    let overflow = bytes.len() as u64 > room;
-                    let mut data = &bytes[..bytes.len().min(room as usize)];
+                    if bytes.len() as u64 > body_end - self.pos {
+                        // More than announced (possible only without a
+                        // Content-Length): nothing of this chunk is kept.
+                        self.flush().await?;
+                        let received = self.pos + bytes.len() as u64;
+                        if body_end == pass.file.size {
+                            return Err(Attempt::Fatal(TransferError::Oversized {
+                                file: (*pass.file.file).clone(),
+                                expected: body_end,
+                                received,
+                            }));
+                        }
+                        return Err(Attempt::retry(format!(
+                            "server sent more than the {body_end} bytes announced"
+                        )));
+                    }
+                    let mut data = &bytes[..];
                     let n = data.len() as u64;
                     while !data.is_empty() {
                         let mut buf = match self.batch.take() {
@@ -463,7 +482,7 @@ impl Stream {
                             self.flush().await?;
                         }
                     }
-                    // Waiting on our own writers is not a stall.
+                    // Waiting on our own writers is not a stall...
                     last_data = Instant::now();
                     if let Some(limiter) = &limiter {
                         tokio::select! {
@@ -474,15 +493,11 @@ impl Stream {
                             }
                             _ = limiter.acquire(n) => {}
                         }
+                        // ...nor is waiting on the bandwidth limiter, which
+                        // other streams may have driven deep into debt.
+                        last_data = Instant::now();
                     }
                     self.emitter.bytes(n);
-                    if overflow {
-                        self.flush().await?;
-                        return Err(Attempt::retry(format!(
-                            "server sent more than the {} bytes announced",
-                            body_end
-                        )));
-                    }
                 }
                 Ok(None) => {
                     self.flush().await?;

@@ -15,19 +15,26 @@
 //!   start over. The part file is allocated at full size up front. Files of
 //!   at least `segment_threshold` bytes are cut into pieces that `segments`
 //!   connections take in file order; smaller ones are one stream.
-//! - **Free space** is checked before the first byte, against what other
-//!   files in flight still have to write.
+//! - **Free space** is checked before the first byte: the bytes not yet
+//!   allocated to the part file (none for a part file an earlier run
+//!   preallocated) against the free figure less what other files in
+//!   flight have yet to allocate (see [`space`]).
 //! - **Each response is checked** before its body is kept (strict 206 and
 //!   `Content-Range`, ETag/CRC identity, `If-Match` on every ranged request
 //!   once the ETag is known). A 200 to a ranged request, a 412 or a 416
-//!   start the file over (the 200's body is used as the new start).
+//!   start the file over (the 200's body is used as the new start). A body
+//!   that runs past the announced size fails the file, never truncated
+//!   into a "complete" one. Redirects are followed only to https (or
+//!   allowed http) and carry no credential (see [`Downloader::new`]).
 //! - **Failures** (transport errors, cut bodies, 5xx, stalls) are retried
 //!   from the current offset with jittered backoff; an expired URL is
 //!   renewed and the transfer continues from the same offset.
 //! - **Durability**: the sidecar records written offsets every
 //!   `checkpoint_bytes` (what a killed process fetches again at most) and
 //!   fsynced offsets after each background fsync (`sync_bytes` or
-//!   `sync_interval`; what survives a power loss).
+//!   `sync_interval`; what survives a power loss). A pass that starts
+//!   over removes the sidecar (and fsyncs the directory) before it
+//!   truncates the part file, so no sidecar ever vouches for zeroed bytes.
 //! - **Memory**: received bytes wait in a process-wide pool of
 //!   `buffer_size` buffers (`buffer_budget` in all); a stream that finds it
 //!   empty stops reading until a writer gives a buffer back.
@@ -331,6 +338,15 @@ pub(crate) struct PassCtx {
     segmented: bool,
 }
 
+/// The most pieces a segmented file is cut into. Larger files get larger
+/// pieces: the sidecar (one entry per piece, stored every
+/// `checkpoint_bytes`) stays under about 100 KB, and a planned size can
+/// never make the plan itself exhaust memory.
+const MAX_PIECES: u64 = 1024;
+
+/// Redirects followed in a row for one request.
+pub const MAX_REDIRECTS: usize = 5;
+
 /// How a pass starts.
 #[derive(Debug, Clone)]
 struct Plan {
@@ -343,13 +359,17 @@ struct Plan {
 }
 
 impl Plan {
-    /// Start over: one segment, or pieces for a segmented download.
+    /// Start over: one segment, or pieces for a segmented download. The
+    /// number of pieces is bounded by [`MAX_PIECES`] whatever the announced
+    /// size (pieces grow instead), so the plan and its sidecar stay small
+    /// even for an absurd size, which the free-space check then refuses.
     fn fresh(size: u64, segmented: bool, config: &TransferConfig) -> Self {
         let pieces = if segmented {
-            let by_size = size.div_ceil(config.piece_size.max(1));
+            let by_size = size.div_ceil(config.piece_size.max(1)).min(MAX_PIECES);
             usize::try_from(by_size)
                 .unwrap_or(usize::MAX)
                 .max(config.segments)
+                .min(MAX_PIECES as usize)
         } else {
             1
         };
@@ -368,6 +388,12 @@ impl Plan {
 
 impl Downloader {
     /// A downloader with `config`, reading time from `clock` (for URL expiry).
+    ///
+    /// Redirects are followed at most [`MAX_REDIRECTS`] times, only to
+    /// `https://` locations (`http://` too when `allow_http`), and carry no
+    /// credential: the requests hold no `Authorization` or cookie, and no
+    /// `Referer` (it would repeat the presigned URL). A redirect that is
+    /// not followed fails the file with [`TransferError::RefusedRedirect`].
     pub fn new(config: TransferConfig, clock: Arc<dyn Clock>) -> Result<Self, TransferError> {
         let allow_http = config.allow_http;
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
@@ -376,7 +402,7 @@ impl Downloader {
                 "http" => allow_http,
                 _ => false,
             };
-            if attempt.previous().len() >= 5 || !scheme_ok {
+            if attempt.previous().len() > MAX_REDIRECTS || !scheme_ok {
                 attempt.stop()
             } else {
                 attempt.follow()
@@ -387,6 +413,9 @@ impl Downloader {
             .tcp_nodelay(true)
             .http1_only()
             .redirect(redirects)
+            // A Referer would hand the presigned URL, a bearer credential
+            // for the object, to wherever a redirect points.
+            .referer(false)
             .pool_max_idle_per_host(config.max_connections.max(1))
             .user_agent(concat!("tcbackup/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -451,19 +480,24 @@ impl Downloader {
         let paths =
             PartialPaths::new(&job.partial_dir, &job.file_name).with_modes(self.config.modes);
 
-        let mut plan = {
+        let (mut plan, allocated) = {
             let (paths, job2, config) = (paths.clone(), job.clone(), self.config.clone());
-            blocking(move || plan_file(&paths, &job2, &config))
-                .await
-                .map_err(|e| TransferError::Io {
-                    path: job.partial_dir.clone(),
-                    action: "prepare partial file",
-                    source: e,
-                })?
+            blocking(move || {
+                let plan = plan_file(&paths, &job2, &config)?;
+                Ok((plan, space::allocated(&paths.part)?))
+            })
+            .await
+            .map_err(|e| TransferError::Io {
+                path: job.partial_dir.clone(),
+                action: "prepare partial file",
+                source: e,
+            })?
         };
         let resumed_from = plan.present();
+        // A part file preallocated by an earlier run already counts in the
+        // free figure: only what is not yet allocated is needed.
         let reservation = self
-            .reserve_space(&job.partial_dir, size - resumed_from)
+            .reserve_space(&job.partial_dir, size.saturating_sub(allocated))
             .await?;
         if resumed_from > 0 {
             tracing::info!(file = %file, resumed_from, size, "resuming download");
@@ -519,7 +553,18 @@ impl Downloader {
                     carried = resp;
                     reason
                 }
-                Err(StreamEnd::Fatal(e)) => return Err(e),
+                Err(StreamEnd::Fatal(e)) => {
+                    if matches!(e, TransferError::Oversized { .. }) {
+                        // The bytes kept are a prefix of a larger object,
+                        // and the sidecar may call them complete: the next
+                        // run must start over, not publish them.
+                        let paths = paths.clone();
+                        if let Err(why) = blocking(move || sidecar::discard(&paths)).await {
+                            tracing::error!(file = %file, error = %why, "cannot remove the sidecar of an oversized download");
+                        }
+                    }
+                    return Err(e);
+                }
                 Err(StreamEnd::Cancelled) => return Err(cancelled()),
             };
             restarts += 1;
@@ -650,7 +695,8 @@ fn plan_file(
 
 /// Open the part file for a pass (with `modes`, never through a symbolic
 /// link): truncate a fresh one, and give it its full size with the blocks
-/// allocated up front.
+/// allocated up front. For a fresh plan the
+/// caller has discarded the sidecar already.
 fn open_part(
     part: &Path,
     modes: FileModes,
@@ -682,6 +728,19 @@ fn open_part(
     Ok(f)
 }
 
+/// Wakes a pass's trailing hasher for good when dropped. The hasher is a
+/// blocking thread waiting for bytes; a pass dropped without reaching its
+/// own `abort` (a stop abandoned after its grace period drops every task)
+/// would leave it waiting forever, and a runtime does not finish shutting
+/// down, nor the process exit, while a blocking thread runs.
+struct ReleaseHasher(Arc<Ledger>);
+
+impl Drop for ReleaseHasher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// One pass over the file: prepare it, run the streams with the syncer and
 /// (unless hashing inline) the trailing hasher, then make it durable.
 async fn run_pass(
@@ -690,13 +749,26 @@ async fn run_pass(
     carried: Option<Box<reqwest::Response>>,
 ) -> Result<(Digests, ObjectId), StreamEnd> {
     let size = ctx.size;
-    let part = {
-        let (path, modes, plan) = (ctx.paths.part.clone(), ctx.paths.modes, plan.clone());
-        blocking(move || open_part(&path, modes, &plan, size))
+    if plan.fresh {
+        // The sidecar of an earlier pass or run vouches for bytes that
+        // truncating the part file is about to zero: it goes first.
+        let paths = ctx.paths.clone();
+        blocking(move || sidecar::discard(&paths))
             .await
-            .map(Arc::new)
-            .map_err(|e| StreamEnd::Fatal(ctx.io(&ctx.paths.part, "open", e)))?
+            .map_err(|e| StreamEnd::Fatal(ctx.io(&ctx.paths.sidecar, "remove sidecar", e)))?;
+    }
+    let (part, allocated) = {
+        let (path, modes, plan) = (ctx.paths.part.clone(), ctx.paths.modes, plan.clone());
+        blocking(move || {
+            let part = open_part(&path, modes, &plan, size)?;
+            let allocated = space::allocated_blocks(&part.metadata()?);
+            Ok((Arc::new(part), allocated))
+        })
+        .await
+        .map_err(|e| StreamEnd::Fatal(ctx.io(&ctx.paths.part, "open", e)))?
     };
+    // The preallocated blocks now count in the file system's free figure.
+    ctx.reservation.limit(size.saturating_sub(allocated));
     let ledger = Ledger::new(
         ctx.paths.clone(),
         ctx.file.backup_id.clone(),
@@ -728,6 +800,8 @@ async fn run_pass(
         let (ledger, part) = (ledger.clone(), part.clone());
         tokio::task::spawn_blocking(move || ledger::trailing_hash(&ledger, &part))
     });
+    // However the pass ends, even dropped half-way, the hasher is let go.
+    let _release_hasher = ReleaseHasher(ledger.clone());
     let syncer_stop = CancellationToken::new();
     let syncer = tokio::spawn(ledger::run_syncer(
         ledger.clone(),
@@ -801,4 +875,73 @@ async fn run_pass(
         return Err(StreamEnd::Fatal(ctx.size_mismatch(digests.size)));
     }
     Ok((digests, ledger.object()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that answers every request with `head` and an empty body;
+    /// it counts requests. Returns its base URL.
+    async fn answering(head: String) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let reply = format!("{head}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = conn.write_all(reply.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            }
+        });
+        (base, count)
+    }
+
+    /// The download client follows a redirect to `http://` only when plain
+    /// HTTP downloads are allowed (the origin here is http only because a
+    /// test cannot present a certificate the client trusts; the policy
+    /// looks at the location alone).
+    #[tokio::test]
+    async fn redirects_to_http_are_followed_only_when_http_is_allowed() {
+        let (target, reached) = answering("HTTP/1.1 200 OK".into()).await;
+        let (origin, _) = answering(format!("HTTP/1.1 302 Found\r\nLocation: {target}/x")).await;
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::ManualClock::new());
+        for allow_http in [false, true] {
+            let config = TransferConfig {
+                allow_http,
+                ..TransferConfig::default()
+            };
+            let dl = Downloader::new(config, clock.clone()).unwrap();
+            let resp = dl.client.get(format!("{origin}/x")).send().await.unwrap();
+            let want = if allow_http { 200 } else { 302 };
+            assert_eq!(resp.status().as_u16(), want, "allow_http = {allow_http}");
+        }
+        assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_segmented_plan_stays_small_whatever_the_size() {
+        let config = TransferConfig::default();
+        for size in [1u64 << 60, u64::MAX, 150 << 30] {
+            let plan = Plan::fresh(size, true, &config);
+            assert!(plan.segments.len() as u64 <= MAX_PIECES, "{size}");
+            assert!(sidecar::segments_tile(&plan.segments, size), "{size}");
+        }
+        // Below the cap, pieces keep their configured size.
+        let plan = Plan::fresh(10 * config.piece_size, true, &config);
+        assert_eq!(plan.segments.len(), 10);
+        let plan = Plan::fresh(config.piece_size, true, &config);
+        assert_eq!(plan.segments.len(), config.segments);
+    }
 }

@@ -277,6 +277,22 @@ pub(crate) fn remove_if_exists(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Take back what the sidecar vouches for before its part file is
+/// truncated: remove it and, when there was one, fsync the directory, so
+/// that neither a crash nor a power loss can leave the old offsets in
+/// front of a file that no longer holds those bytes.
+pub fn discard(paths: &PartialPaths) -> std::io::Result<()> {
+    match std::fs::remove_file(&paths.sidecar) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    match paths.sidecar.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
 /// The kernel's boot id (Linux), read once. `None` elsewhere, which makes
 /// resume trust only fsynced bytes.
 pub fn boot_id() -> Option<&'static str> {
@@ -339,6 +355,16 @@ mod tests {
         remove(&paths).unwrap();
         assert!(!paths.sidecar.exists());
         remove(&paths).unwrap();
+    }
+
+    #[test]
+    fn discard_removes_the_state_and_tolerates_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = PartialPaths::new(dir.path(), "f.rdb");
+        discard(&paths).unwrap();
+        store(&paths, &sample()).unwrap();
+        discard(&paths).unwrap();
+        assert_eq!(load(&paths.sidecar).unwrap(), None);
     }
 
     #[test]
