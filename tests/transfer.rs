@@ -1548,7 +1548,7 @@ async fn a_body_longer_than_announced_is_refused_not_truncated() {
             generated(28, size + extra),
         )
         .await;
-        let url = Arc::new(tcbackup::transfer::FixedUrl(SignedUrl::new(format!(
+        let url = Arc::new(tcbackup_core::transfer::FixedUrl(SignedUrl::new(format!(
             "{base}/{key}"
         ))));
         let dl = downloader(config(), &srv.clock);
@@ -1586,7 +1586,7 @@ async fn waiting_on_the_bandwidth_limiter_is_not_a_stall() {
         Fault::StallAfter(1000),
         Repeat::Times(1),
     );
-    let limiter = Arc::new(tcbackup::transfer::BandwidthLimiter::new(
+    let limiter = Arc::new(tcbackup_core::transfer::BandwidthLimiter::new(
         std::num::NonZeroU64::new(MIB).unwrap(),
     ));
     // Other downloads took 30 s worth of the budget just now.
@@ -1687,8 +1687,8 @@ async fn dropping_the_runtime_mid_transfer_is_not_held_by_the_hasher() {
 
 /// A presigned-looking URL on `base` for `key`; the signature is what must
 /// never travel further.
-fn signed_on(base: &str, key: &str) -> Arc<tcbackup::transfer::FixedUrl> {
-    Arc::new(tcbackup::transfer::FixedUrl(SignedUrl::new(format!(
+fn signed_on(base: &str, key: &str) -> Arc<tcbackup_core::transfer::FixedUrl> {
+    Arc::new(tcbackup_core::transfer::FixedUrl(SignedUrl::new(format!(
         "{base}/{key}?q-sign-algorithm=sha1&q-ak={SECRET_ID}&q-header-list=&q-url-param-list=&q-signature=0123456789abcdef0123456789abcdef01234567"
     ))))
 }

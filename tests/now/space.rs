@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use chrono::Duration as Age;
-use tcbackup::emulator::cos::{Fault, FaultTarget, Repeat};
-use tcbackup::emulator::{sample, PgBackupKind};
+use tcbackup_emulator::cos::{Fault, FaultTarget, Repeat};
+use tcbackup_emulator::{sample, PgBackupKind};
 
 use crate::common::*;
 use crate::tmpfs::SmallFs;

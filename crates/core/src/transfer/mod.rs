@@ -916,7 +916,7 @@ mod tests {
     async fn redirects_to_http_are_followed_only_when_http_is_allowed() {
         let (target, reached) = answering("HTTP/1.1 200 OK".into()).await;
         let (origin, _) = answering(format!("HTTP/1.1 302 Found\r\nLocation: {target}/x")).await;
-        let clock: Arc<dyn Clock> = Arc::new(crate::clock::ManualClock::new());
+        let clock: Arc<dyn Clock> = Arc::new(tcbackup_signing::clock::ManualClock::new());
         for allow_http in [false, true] {
             let config = TransferConfig {
                 allow_http,
