@@ -25,10 +25,10 @@ use tokio::time::Instant;
 use super::error::{describe, Attempt, TransferError};
 use super::events::{Emitter, ProgressEvent, RestartReason};
 use super::ledger::ObjectId;
+use super::pass::PassCtx;
 use super::pool::PoolBuf;
 use super::range::{check_partial, parse_content_range, range_header, ContentRange, RangeMismatch};
 use super::url::LeaseError;
-use super::PassCtx;
 use crate::verify::crc64;
 use crate::verify::FileDigest;
 

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use tokio::task::JoinSet;
 
 use super::fetch::{Stream, StreamEnd};
-use super::PassCtx;
+use super::pass::PassCtx;
 
 /// Fetch every unfinished piece of the pass with `connections` workers.
 pub(crate) async fn run(pass: Arc<PassCtx>, connections: usize) -> Result<(), StreamEnd> {
@@ -82,7 +82,8 @@ async fn work(
             }
         }
     }
-    let Some(_permit) = super::permit(&pass.file.connections, &pass.cancel).await else {
+    let Some(_permit) = super::downloader::permit(&pass.file.connections, &pass.cancel).await
+    else {
         return Err(StreamEnd::Cancelled);
     };
     let mut next = first;
