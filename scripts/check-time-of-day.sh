@@ -18,7 +18,7 @@ if ! command -v faketime >/dev/null 2>&1; then
 fi
 
 # Build with the real clock: cargo compares file times.
-cargo test --no-run --quiet --test now --lib --bins 2>/dev/null || cargo test --no-run --test now --lib --bins
+cargo test --no-run --quiet --test it --lib --bins 2>/dev/null || cargo test --no-run --test it --lib --bins
 
 hours=${HOURS:-"00:40 02:10 12:00 23:50"}
 day=$(TZ=Asia/Shanghai date +%F)
@@ -27,7 +27,7 @@ for hour in $hours; do
   at=$(date -u -d "$day $hour +08:00" '+%Y-%m-%d %H:%M:%S')
   printf '\n--- %s %s UTC+8 (%s UTC) ---\n' "$day" "$hour" "$at"
   # '@' starts the faked clock at that instant and lets it run.
-  TZ=UTC faketime -f "@$at" cargo test --quiet --test now
+  TZ=UTC faketime -f "@$at" cargo test --quiet --test it -- now::
   TZ=UTC faketime -f "@$at" cargo test --quiet --lib --bins -- sample:: retention daemon::
 done
 echo "time of day: every hour passed ($hours)"

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! End-to-end behaviour of the transfer engine against the fake COS server:
 //! one test per fault, each asserting on the bytes on disk and on what the
 //! server actually served.
@@ -8,6 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::fake_cos::FakeCos;
 use bytes::Bytes;
 use chrono::DateTime;
 use futures::future::BoxFuture;
@@ -17,22 +17,20 @@ use tcbackup_core::transfer::{
 };
 use tcbackup_core::verify::{self, Expectations, VerifyError};
 use tcbackup_emulator::cos::{
-    fill_generated, router, CosStore, Fault, FaultTarget, ObjectBody, ObjectOptions, Repeat,
-    UrlShape,
+    fill_generated, CosStore, Fault, FaultTarget, ObjectBody, ObjectOptions, Repeat, UrlShape,
 };
 use tcbackup_signing::clock::{Clock, ManualClock};
 use tcbackup_signing::secret::SignedUrl;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-#[path = "common/tmpfs.rs"]
-mod tmpfs;
-
 const SECRET_ID: &str = "AKIDtransferTest";
 const SECRET_KEY: &str = "transferTestSecretKey";
 const MIB: u64 = 1024 * 1024;
 
+/// A fake COS and a download directory.
 struct Server {
+    cos: FakeCos,
     store: Arc<CosStore>,
     clock: ManualClock,
     base: String,
@@ -49,29 +47,18 @@ impl Server {
     }
 
     async fn with_clock(clock: ManualClock) -> Server {
-        let store = CosStore::new(Arc::new(clock.clone()), SECRET_ID, SECRET_KEY);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = router(store.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let cos = FakeCos::with_clock(clock, SECRET_ID, SECRET_KEY).await;
         Server {
-            store,
-            clock,
-            base: format!("http://{addr}"),
+            store: cos.store.clone(),
+            clock: cos.clock.clone(),
+            base: cos.base.clone(),
             dir: tempfile::tempdir().unwrap(),
+            cos,
         }
     }
 
     fn put_generated(&self, key: &str, seed: u64, len: u64) {
-        self.store
-            .put(
-                key,
-                ObjectBody::Generated { seed, len },
-                ObjectOptions::default(),
-            )
-            .unwrap();
+        self.cos.put(key, ObjectBody::Generated { seed, len });
     }
 
     fn minter(&self, key: &str, lifetime: i64) -> Arc<Minter> {
@@ -99,7 +86,7 @@ impl Server {
     }
 
     fn served(&self, key: &str) -> u64 {
-        self.store.stats(key).bytes_served
+        self.cos.served(key)
     }
 }
 
@@ -1360,7 +1347,7 @@ fn job_on(srv: &Server, fs: &SmallFs, key: &str, size: u64) -> FileJob {
     }
 }
 
-use tmpfs::SmallFs;
+use crate::common::tmpfs::SmallFs;
 
 /// The margin the free-space tests keep.
 const MARGIN: u64 = 4 * MIB;

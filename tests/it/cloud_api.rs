@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The real cloud client (`tcbackup_core::cloud`) against the built-in emulator
 //! over loopback: paging of both services, finished-only selection,
 //! resolution to working URLs, authentication failures, clock skew, rate

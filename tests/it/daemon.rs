@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The daemon as systemd runs it: the real `tcbackup` binary as a child
 //! process against an in-process emulator, with `NOTIFY_SOCKET` pointing at
 //! a datagram socket the test reads. Every wait is for a condition (a notify

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Every step of the credential chain, end to end: the chain picks a
 //! source, the client signs with what it found, and the emulator accepts
 //! (or refuses) it. Includes a CVM role whose temporary keys expire while

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Every config file shipped in `config/` loads, and the mistakes users make
 //! most often produce a message with the file, the line, the key and the fix.
 

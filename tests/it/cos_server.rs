@@ -1,12 +1,12 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! End-to-end behaviour of the fake COS server over real HTTP: presigned URL
 //! checks in both shapes, expiry, Range/206/416, conditionals, the CRC-64
 //! header, traffic limits and every switchable fault.
 
 use std::sync::Arc;
 
+use crate::common::fake_cos::FakeCos;
 use bytes::Bytes;
-use chrono::{DateTime, Duration};
+use chrono::Duration;
 use tcbackup_emulator::cos::{
     fill_generated, router, CosStore, Fault, FaultTarget, ObjectBody, ObjectOptions, Repeat,
     UrlShape,
@@ -16,7 +16,9 @@ use tcbackup_signing::clock::{Clock, ManualClock};
 const SECRET_ID: &str = "AKIDcosTest";
 const SECRET_KEY: &str = "cosTestSecretKey";
 
+/// A fake COS and a client for it.
 struct Server {
+    cos: FakeCos,
     store: Arc<CosStore>,
     clock: ManualClock,
     base: String,
@@ -25,29 +27,22 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
-        let clock = ManualClock::fixed(DateTime::from_timestamp(1_700_000_000, 0).unwrap());
-        let store = CosStore::new(Arc::new(clock.clone()), SECRET_ID, SECRET_KEY);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = router(Arc::clone(&store));
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let cos = FakeCos::start(SECRET_ID, SECRET_KEY).await;
         Server {
-            store,
-            clock,
-            base: format!("http://{addr}"),
+            store: cos.store.clone(),
+            clock: cos.clock.clone(),
+            base: cos.base.clone(),
             http: reqwest::Client::new(),
+            cos,
         }
     }
 
     fn put(&self, key: &str, body: ObjectBody) {
-        self.store.put(key, body, ObjectOptions::default()).unwrap();
+        self.cos.put(key, body);
     }
 
     fn url(&self, key: &str) -> String {
-        self.store
-            .presign(&self.base, key, 3600, UrlShape::TopLevel)
+        self.cos.presign(key, 3600, UrlShape::TopLevel)
     }
 
     async fn get(&self, url: &str, headers: &[(&str, &str)]) -> reqwest::Response {

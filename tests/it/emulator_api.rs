@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! End-to-end tests of the emulator's API side over HTTP, with raw requests
 //! signed by `cloud::sign`: envelope, signature and token checks, the
 //! documented error codes, paging, finished vs in-progress backups, one file
@@ -395,7 +394,7 @@ async fn temporary_credentials_need_their_token_until_expiry() {
 /// timestamp: the answer is never an `AuthFailure`.
 #[tokio::test]
 async fn tc3_vectors_pass_the_signature_check_end_to_end() {
-    let vectors: Value = serde_json::from_str(include_str!("data/tc3-vectors.json")).unwrap();
+    let vectors: Value = serde_json::from_str(include_str!("../data/tc3-vectors.json")).unwrap();
     let mut list: Vec<Value> = vectors["tc3_sdk_vectors"].as_array().unwrap().clone();
     list.extend(
         vectors["published_doc_vectors"]

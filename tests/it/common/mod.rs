@@ -4,7 +4,10 @@
 //! user would look at afterwards (exit code, stderr, the files on disk) and
 //! what the emulator served.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code)]
+
+pub mod fake_cos;
+pub mod tmpfs;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -9,8 +9,8 @@ use chrono::Duration as Age;
 use tcbackup_emulator::cos::{Fault, FaultTarget, Repeat};
 use tcbackup_emulator::{sample, PgBackupKind};
 
+use crate::common::tmpfs::SmallFs;
 use crate::common::*;
-use crate::tmpfs::SmallFs;
 
 const MIB: u64 = 1 << 20;
 

@@ -4,8 +4,6 @@
 //! possible, [`SmallFs::mount`] prints why and returns `None`, and the test
 //! skips (say so loudly: it checked nothing).
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,13 +1,7 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `tcbackup --now` end to end: the real binary as a subprocess against the
 //! in-process emulator, checked by what a user notices (exit code, messages,
 //! the bytes on disk, what is kept or deleted) and by what the emulator
-//! served. The harness is `tests/common/mod.rs`.
-
-#[path = "../common/mod.rs"]
-mod common;
-#[path = "../common/tmpfs.rs"]
-mod tmpfs;
+//! served. The harness is `tests/it/common/mod.rs`.
 
 mod commands;
 mod modes;
