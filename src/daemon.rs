@@ -547,8 +547,9 @@ impl Daemon {
             interval: PROGRESS_LOG_EVERY,
         });
         let progress = ctx.progress.clone();
-        let run = ctx.run_cycle(&token);
-        tokio::pin!(run);
+        // Boxed rather than pinned on the stack, so it can be dropped (and
+        // its borrow of the lock end) before the lock is released.
+        let mut run = Box::pin(ctx.run_cycle(&lock, &token));
         let mut status =
             tokio::time::interval_at(Instant::now() + self.status_every, self.status_every);
         status.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -608,6 +609,7 @@ impl Daemon {
             );
             return Outcome::Abandoned;
         };
+        drop(run);
         drop(lock);
         // The start ping must be done before the success or fail ping.
         if let Some(ping) = start_ping.take() {

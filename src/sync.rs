@@ -28,7 +28,7 @@ use crate::model::{BackupKind, RemoteBackup, ResolvedFile};
 use crate::progress::Progress;
 use crate::retention::{self, SetInfo};
 use crate::secret::SignedUrl;
-use crate::store::{FileRecord, LocalSet, SetToPublish, Store, StoreError};
+use crate::store::{FileRecord, LocalSet, SetToPublish, Store, StoreError, StoreLock};
 use crate::transfer::{
     discard_partial, Downloader, FetchedFile, FileJob, ProgressEvent, TransferError, UrlSource,
     UrlSourceError,
@@ -253,10 +253,16 @@ impl CycleReport {
 }
 
 impl SyncContext {
-    /// Run one cycle over every configured instance.
-    pub async fn run_cycle(&self, cancel: &CancellationToken) -> CycleReport {
+    /// Run one cycle over every configured instance. `lock` is the download
+    /// directory's lock, held by the caller for the whole cycle.
+    pub async fn run_cycle(&self, lock: &StoreLock, cancel: &CancellationToken) -> CycleReport {
         let started = self.clock.now();
         let timer = std::time::Instant::now();
+        // Leftovers of interrupted publishes and deletes (hidden, and as
+        // big as a backup set) go first, before this cycle needs the space.
+        if !cancel.is_cancelled() {
+            self.clean_leftovers(lock).await;
+        }
         let mut instances = Vec::with_capacity(self.config.instances.len());
         // Instances run one after another: the transfer engine already runs
         // files in parallel, and a serial walk keeps the API rate low.
@@ -496,6 +502,25 @@ impl SyncContext {
             .filter(|set| !report.pruned.contains(&set.dir_name));
         report.sets_on_disk = left.clone().count();
         report.bytes_on_disk = left.map(|set| set.manifest.total_size()).sum();
+    }
+
+    /// Remove `.tmp-*` and `.deleting-*` leftovers. Safe only because the
+    /// caller holds the store lock: while we hold it, no other tcbackup
+    /// process is live in this directory, so no such name there is another
+    /// process's work in progress (and the store skips this process's own).
+    async fn clean_leftovers(&self, lock: &StoreLock) {
+        let store = self.store.clone();
+        let held = lock.clone();
+        match self.blocking(move || store.clean_leftovers(&held)).await {
+            Ok(removed) => {
+                for path in &removed {
+                    tracing::info!(leftover = %path.display(), "removed the leftover of an interrupted publish or delete");
+                }
+            }
+            Err(e) => {
+                tracing::warn!("leftovers of interrupted publishes and deletes not cleaned: {e}")
+            }
+        }
     }
 
     async fn clean_partials(&self, active: HashSet<(String, BackupKind, String)>) {

@@ -8,6 +8,7 @@
 mod common;
 
 mod commands;
+mod leftovers;
 mod pull;
 mod refusals;
 mod resume;
