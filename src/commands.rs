@@ -39,7 +39,7 @@ pub async fn now(config: Config) -> u8 {
         Ok(ctx) => ctx,
         Err(code) => return code,
     };
-    let _lock = match ctx.store.lock() {
+    let lock = match ctx.store.lock() {
         Ok(lock) => lock,
         Err(e) => {
             // With its cause: "open lock file X" alone does not say why.
@@ -56,7 +56,7 @@ pub async fn now(config: Config) -> u8 {
     if let Some(health) = &health {
         health.ping(Ping::Start, "tcbackup --now started").await;
     }
-    let report = ctx.run_cycle(&shutdown.token()).await;
+    let report = ctx.run_cycle(&lock, &shutdown.token()).await;
     print_summary(&report);
     let code = report.exit_code();
     if !report.interrupted {

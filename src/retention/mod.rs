@@ -22,9 +22,13 @@
 //!   backup, deleted once it finished before it; without any base backup
 //!   every log is kept (there is nothing to anchor them to).
 //! - Set times are start times (the log rule uses a log's finish).
+//!
+//! "Due" (which remote backups to fetch) asks the same rules, in rounds
+//! that survive failed downloads: [`DueRounds`].
 
 mod apply;
 mod display;
+mod due;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,6 +40,7 @@ use crate::config::duration::format_duration;
 use crate::model::BackupKind;
 
 pub use apply::{apply, ApplyReport, RetentionError};
+pub use due::DueRounds;
 
 /// UTC+8, the zone Tencent Cloud's API times are written in, and the
 /// default for retention's calendar days.
@@ -331,7 +336,8 @@ pub fn would_keep(
 /// [`would_keep`] for many candidates judged together, as if all were
 /// fetched: on a first run with `keep_last = 2` only the two newest of the
 /// listed backups are worth fetching. Log candidates are judged against the
-/// base sets among `existing` and `candidates`.
+/// base sets among `existing` and `candidates`. One round of
+/// [`DueRounds`], which judges again when a download fails.
 pub fn would_keep_each(
     candidates: &[SetInfo],
     existing: &[SetInfo],

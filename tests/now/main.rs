@@ -10,6 +10,7 @@ mod common;
 mod tmpfs;
 
 mod commands;
+mod leftovers;
 mod modes;
 mod pull;
 mod refusals;
