@@ -1,6 +1,10 @@
 //! Daemon mode: the sync cycle on a schedule (an interval with jitter, or a
 //! daily time), under systemd or not.
 //!
+//! - **Schedule.** An interval is counted on the monotonic clock (and also
+//!   fires when the wall clock reaches it, for time spent suspended); a
+//!   daily time is a wall-clock time looked at again every minute. So a
+//!   wall clock that NTP steps back never stalls the schedule ([`NextRun`]).
 //! - **Readiness.** `READY=1` is sent once the configuration is valid and
 //!   the credentials were checked against the API (every configured instance
 //!   is looked up; credentials the API refuses for all of them stop the
@@ -113,6 +117,137 @@ fn next_daily(at: NaiveTime, tz: FixedOffset, now: DateTime<Utc>) -> DateTime<Ut
         Some(t) => t + chrono::Duration::days(1),
         // A fixed offset has no gaps or folds.
         None => now + chrono::Duration::days(1),
+    }
+}
+
+/// When a cycle started, on the wall clock and on the monotonic clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    /// Wall-clock time: the daily schedule, logs and `STATUS=`.
+    pub wall: DateTime<Utc>,
+    /// Monotonic time: the interval schedule.
+    pub mono: Instant,
+}
+
+/// When the next cycle is due, and how to tell.
+///
+/// - **Interval**: counted on the monotonic clock (tokio's `Instant`), so a
+///   wall clock that NTP steps back does not delay the run by the size of
+///   the step. The run is also due once the wall clock reaches the time
+///   shown: the monotonic clock stands still while the machine is
+///   suspended, the wall clock does not. The earlier of the two wins: a
+///   cycle a little early costs nothing, a late one leaves backups unfetched.
+/// - **Daily at a time**: a wall-clock time by definition, looked at again
+///   at least every minute (`WAKE_EVERY`) so that a step either way is noticed. A
+///   time more than a day (plus jitter) away can only come from a clock
+///   stepped back; it is worked out again from the clock as it now reads.
+#[derive(Debug, Clone)]
+pub struct NextRun {
+    /// The wall-clock time it is due, as shown.
+    at: DateTime<Utc>,
+    /// For an interval schedule, the monotonic deadline.
+    deadline: Option<Instant>,
+    /// For a daily schedule, what to work the time out from again.
+    daily: Option<DailyAt>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DailyAt {
+    at: NaiveTime,
+    time_zone: FixedOffset,
+    jitter: Duration,
+}
+
+impl NextRun {
+    /// The run after one that started at `last` (or the first, for `None`),
+    /// with `jitter` drawn for it; `wall_now` and `mono_now` are the two
+    /// clocks now.
+    pub fn plan(
+        schedule: &Schedule,
+        time_zone: FixedOffset,
+        last: Option<Started>,
+        wall_now: DateTime<Utc>,
+        mono_now: Instant,
+        jitter: Duration,
+    ) -> NextRun {
+        let at = match last {
+            Some(last) => next_run(schedule, time_zone, last.wall, wall_now, jitter),
+            None => first_run(schedule, time_zone, wall_now, jitter),
+        };
+        match schedule.when {
+            ScheduleWhen::Every(interval) => {
+                let deadline = match last {
+                    // An interval too long for the monotonic clock falls
+                    // back to the wall clock alone.
+                    Some(last) => last
+                        .mono
+                        .checked_add(interval)
+                        .map(|due| due.max(mono_now))
+                        .and_then(|due| due.checked_add(jitter)),
+                    None => Some(mono_now),
+                };
+                NextRun {
+                    at,
+                    deadline,
+                    daily: None,
+                }
+            }
+            ScheduleWhen::DailyAt(daily_at) => NextRun {
+                at,
+                deadline: None,
+                daily: Some(DailyAt {
+                    at: daily_at,
+                    time_zone,
+                    jitter,
+                }),
+            },
+        }
+    }
+
+    /// The wall-clock time the run is due, for `STATUS=` and logs.
+    pub fn at(&self) -> DateTime<Utc> {
+        self.at
+    }
+
+    /// Whether the run is due now. A daily time that a clock stepped back
+    /// pushed more than a day away is worked out again first.
+    pub fn is_due(&mut self, wall_now: DateTime<Utc>, mono_now: Instant) -> bool {
+        if let Some(daily) = self.daily {
+            let jitter = chrono::Duration::from_std(daily.jitter).unwrap_or_default();
+            if self.at - wall_now > chrono::Duration::days(1) + jitter {
+                let at = next_daily(daily.at, daily.time_zone, wall_now) + jitter;
+                tracing::warn!(
+                    was = %stamp(self.at),
+                    now = %stamp(at),
+                    "the wall clock moved back; next run worked out again"
+                );
+                self.at = at;
+            }
+        }
+        wall_now >= self.at || self.deadline.is_some_and(|deadline| mono_now >= deadline)
+    }
+
+    /// How long to sleep before asking [`NextRun::is_due`] again: until
+    /// the earlier of the two deadlines, and never longer than
+    /// a minute (`WAKE_EVERY`).
+    pub fn sleep_for(&self, wall_now: DateTime<Utc>, mono_now: Instant) -> Duration {
+        let wall = (self.at - wall_now).to_std().unwrap_or_default();
+        let mono = self.deadline.map_or(Duration::MAX, |deadline| {
+            deadline.saturating_duration_since(mono_now)
+        });
+        wall.min(mono).min(WAKE_EVERY)
+    }
+}
+
+/// Sleep until `next` is due, looking at both clocks at least every
+/// minute (`WAKE_EVERY`). Cancel-safe: dropping it loses nothing.
+pub async fn until_due(next: &mut NextRun, clock: &dyn Clock) {
+    loop {
+        let (wall, mono) = (clock.now(), Instant::now());
+        if next.is_due(wall, mono) {
+            return;
+        }
+        tokio::time::sleep(next.sleep_for(wall, mono)).await;
     }
 }
 
@@ -315,32 +450,25 @@ impl Daemon {
             }
         };
         let mut history = History::seeded(active.config().metrics_file.as_deref());
-        let mut last_start: Option<DateTime<Utc>> = None;
+        let mut last_start: Option<Started> = None;
         let mut next = self.schedule_after(active.config(), last_start);
         self.notifier.ready(&format!(
             "watching {} instance(s); first cycle {}",
             active.config().instances.len(),
-            stamp(next)
+            stamp(next.at())
         ));
         // systemd starts the watchdog clock at READY.
         let watchdog = self.spawn_watchdog();
         tracing::info!(
             instances = active.config().instances.len(),
-            first_cycle = %stamp(next),
+            first_cycle = %stamp(next.at()),
             "daemon started"
         );
         let code = 'run: loop {
             // Wait for the next run, serving reloads.
             loop {
-                // Sleep in slices and compare with the wall clock: a monotonic
-                // sleep does not count time the machine spent suspended.
-                let wait = (next - self.clock.now()).to_std().unwrap_or_default();
                 tokio::select! {
-                    _ = tokio::time::sleep(wait.min(WAKE_EVERY)) => {
-                        if self.clock.now() >= next {
-                            break;
-                        }
-                    }
+                    _ = until_due(&mut next, self.clock.as_ref()) => break,
                     _ = token.cancelled() => break 'run Exit::Ok,
                     Some(()) = reloads.recv() => {
                         if let Some(new) = self.reload().await {
@@ -349,7 +477,7 @@ impl Daemon {
                             next = self.schedule_after(active.config(), last_start);
                             self.notifier.ready(&format!(
                                 "configuration reloaded; next run {}",
-                                stamp(next)
+                                stamp(next.at())
                             ));
                         }
                     }
@@ -360,7 +488,10 @@ impl Daemon {
             }
 
             let started = self.clock.now();
-            last_start = Some(started);
+            last_start = Some(Started {
+                wall: started,
+                mono: Instant::now(),
+            });
             let mut pending = None;
             let outcome = self.cycle(&active, &mut reloads, &mut pending).await;
             if let Some(new) = pending {
@@ -387,8 +518,8 @@ impl Daemon {
             }
             next = self.schedule_after(active.config(), last_start);
             self.notifier
-                .status(&format!("{last}; next run {}", stamp(next)));
-            tracing::info!(next = %stamp(next), "next cycle scheduled");
+                .status(&format!("{last}; next run {}", stamp(next.at())));
+            tracing::info!(next = %stamp(next.at()), "next cycle scheduled");
         };
         self.stopping("stopping: partial downloads are kept for resume");
         if let Some(w) = watchdog {
@@ -399,13 +530,15 @@ impl Daemon {
     }
 
     /// When the next cycle starts, under `config`'s schedule.
-    fn schedule_after(&self, config: &Config, last_start: Option<DateTime<Utc>>) -> DateTime<Utc> {
-        let jitter = draw_jitter(config.schedule.jitter);
-        let now = self.clock.now();
-        match last_start {
-            Some(start) => next_run(&config.schedule, config.time_zone, start, now, jitter),
-            None => first_run(&config.schedule, config.time_zone, now, jitter),
-        }
+    fn schedule_after(&self, config: &Config, last_start: Option<Started>) -> NextRun {
+        NextRun::plan(
+            &config.schedule,
+            config.time_zone,
+            last_start,
+            self.clock.now(),
+            Instant::now(),
+            draw_jitter(config.schedule.jitter),
+        )
     }
 
     /// STOPPING=1, once.
@@ -548,8 +681,9 @@ impl Daemon {
             interval: PROGRESS_LOG_EVERY,
         });
         let progress = ctx.progress.clone();
-        let run = ctx.run_cycle(&token);
-        tokio::pin!(run);
+        // Boxed rather than pinned on the stack, so it can be dropped (and
+        // its borrow of the lock end) before the lock is released.
+        let mut run = Box::pin(ctx.run_cycle(&lock, &token));
         let mut status =
             tokio::time::interval_at(Instant::now() + self.status_every, self.status_every);
         status.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -609,6 +743,7 @@ impl Daemon {
             );
             return Outcome::Abandoned;
         };
+        drop(run);
         drop(lock);
         // The start ping must be done before the success or fail ping.
         if let Some(ping) = start_ping.take() {
@@ -632,6 +767,7 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tcbackup_signing::clock::ManualClock;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -706,6 +842,137 @@ mod tests {
             ),
             at("2026-11-26T19:31:00Z")
         );
+    }
+
+    fn every(interval: Duration) -> Schedule {
+        Schedule {
+            when: ScheduleWhen::Every(interval),
+            jitter: Duration::ZERO,
+        }
+    }
+
+    /// A wall clock that keeps time with tokio's (paused) clock, minute by
+    /// minute, until the task is aborted; steps are made on `clock` by hand.
+    fn keep_time(clock: &ManualClock) -> JoinHandle<()> {
+        let clock = clock.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(
+                Instant::now() + Duration::from_secs(60),
+                Duration::from_secs(60),
+            );
+            loop {
+                tick.tick().await;
+                clock.advance(chrono::Duration::seconds(60));
+            }
+        })
+    }
+
+    /// Wait for `next` on `clock`; how long that took on tokio's clock.
+    async fn waited(next: &mut NextRun, clock: &ManualClock) -> Duration {
+        let begun = Instant::now();
+        let limit = Duration::from_secs(3 * 86_400);
+        tokio::time::timeout(limit, until_due(next, clock))
+            .await
+            .expect("the run never became due");
+        begun.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_interval_run_is_due_on_time_after_the_wall_clock_steps_back() {
+        let t0 = at("2026-11-26T00:00:00Z");
+        let clock = ManualClock::fixed(t0);
+        let ticking = keep_time(&clock);
+        let six_hours = Duration::from_secs(6 * 3600);
+        let last = Started {
+            wall: t0,
+            mono: Instant::now(),
+        };
+        let mut next = NextRun::plan(
+            &every(six_hours),
+            cst(),
+            Some(last),
+            clock.now(),
+            Instant::now(),
+            Duration::ZERO,
+        );
+        // NTP steps the wall clock back an hour right after the cycle.
+        clock.advance(chrono::Duration::hours(-1));
+        let took = waited(&mut next, &clock).await;
+        assert_eq!(
+            took, six_hours,
+            "due after the interval, not the interval plus the step"
+        );
+        ticking.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_interval_run_is_due_when_the_wall_clock_passes_it_after_a_suspend() {
+        // While suspended the monotonic clock stands still; on waking, the
+        // wall clock is past the time and the run starts within a minute.
+        let t0 = at("2026-11-26T00:00:00Z");
+        let clock = ManualClock::fixed(t0);
+        let last = Started {
+            wall: t0,
+            mono: Instant::now(),
+        };
+        let mut next = NextRun::plan(
+            &every(Duration::from_secs(6 * 3600)),
+            cst(),
+            Some(last),
+            t0,
+            Instant::now(),
+            Duration::ZERO,
+        );
+        clock.advance(chrono::Duration::hours(7));
+        assert!(waited(&mut next, &clock).await <= WAKE_EVERY);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_daily_run_is_worked_out_again_when_the_wall_clock_steps_back_days() {
+        let daily = Schedule {
+            when: ScheduleWhen::DailyAt(NaiveTime::from_hms_opt(3, 30, 0).unwrap()),
+            jitter: Duration::ZERO,
+        };
+        // 10:00 UTC: the next 03:30 UTC+8 is 19:30 UTC, 9.5 hours away.
+        let t0 = at("2026-11-26T10:00:00Z");
+        let clock = ManualClock::fixed(t0);
+        let ticking = keep_time(&clock);
+        let mut next = NextRun::plan(&daily, cst(), None, t0, Instant::now(), Duration::ZERO);
+        assert_eq!(next.at(), at("2026-11-26T19:30:00Z"));
+        // The clock was two days fast; NTP steps it back.
+        clock.advance(chrono::Duration::days(-2));
+        // Within a minute of 9.5 hours (the wall clock here ticks by the
+        // minute), not two days and 9.5 hours.
+        let took = waited(&mut next, &clock).await;
+        let expected = Duration::from_secs(9 * 3600 + 1800);
+        assert!(
+            took >= expected && took <= expected + WAKE_EVERY,
+            "{took:?}"
+        );
+        assert_eq!(next.at(), at("2026-11-24T19:30:00Z"));
+
+        // The next run is a day away; an hour into the wait, the clock is
+        // stepped forward past it: noticed within a minute.
+        let mut next = NextRun::plan(
+            &daily,
+            cst(),
+            None,
+            clock.now(),
+            Instant::now(),
+            Duration::ZERO,
+        );
+        let hour = Duration::from_secs(3600);
+        let stepper = {
+            let clock = clock.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(hour).await;
+                clock.advance(chrono::Duration::hours(25));
+            })
+        };
+        let took = waited(&mut next, &clock).await;
+        assert!(took >= hour && took <= hour + WAKE_EVERY, "{took:?}");
+        stepper.await.unwrap();
+        ticking.abort();
     }
 
     #[test]

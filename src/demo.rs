@@ -112,7 +112,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<Exit> {
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let lock = ctx.store.lock().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let report = ctx.run_cycle(&shutdown.token()).await;
+    let report = ctx.run_cycle(&lock, &shutdown.token()).await;
     drop(lock);
     crate::commands::print_summary(&report);
 

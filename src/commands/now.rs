@@ -26,7 +26,7 @@ pub async fn now(config: Config) -> Exit {
         Ok(ctx) => ctx,
         Err(code) => return code,
     };
-    let _lock = match ctx.store.lock() {
+    let lock = match ctx.store.lock() {
         Ok(lock) => lock,
         Err(e) => {
             // With its cause: "open lock file X" alone does not say why.
@@ -43,7 +43,7 @@ pub async fn now(config: Config) -> Exit {
     if let Some(health) = &health {
         health.ping(Ping::Start, "tcbackup --now started").await;
     }
-    let report = ctx.run_cycle(&shutdown.token()).await;
+    let report = ctx.run_cycle(&lock, &shutdown.token()).await;
     print_summary(&report);
     let code = report.exit();
     if !report.interrupted {

@@ -3,6 +3,11 @@
 //! retention, following the failure rules of the contract (design.md §2):
 //! a failed set does not stop the others; an instance with a failure is not
 //! pruned in that cycle; an authentication failure is reported as such.
+//!
+//! "Due" is decided in rounds ([`retention::DueRounds`]): when a set fails,
+//! the sets retention keeps in its place (an older Redis set or base backup,
+//! the logs after the base actually published) are fetched in the same
+//! cycle.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -22,7 +27,7 @@ use crate::exit::Exit;
 use crate::model::{BackupKind, RemoteBackup, ResolvedFile};
 use crate::progress::Progress;
 use crate::retention::{self, SetInfo};
-use crate::store::{FileRecord, LocalSet, SetToPublish, Store, StoreError};
+use crate::store::{FileRecord, LocalSet, SetToPublish, Store, StoreError, StoreLock};
 use crate::transfer::{
     discard_partial, Downloader, FetchedFile, FileJob, ProgressEvent, TransferError, UrlSource,
     UrlSourceError,
@@ -252,10 +257,16 @@ impl CycleReport {
 }
 
 impl SyncContext {
-    /// Run one cycle over every configured instance.
-    pub async fn run_cycle(&self, cancel: &CancellationToken) -> CycleReport {
+    /// Run one cycle over every configured instance. `lock` is the download
+    /// directory's lock, held by the caller for the whole cycle.
+    pub async fn run_cycle(&self, lock: &StoreLock, cancel: &CancellationToken) -> CycleReport {
         let started = self.clock.now();
         let timer = std::time::Instant::now();
+        // Leftovers of interrupted publishes and deletes (hidden, and as
+        // big as a backup set) go first, before this cycle needs the space.
+        if !cancel.is_cancelled() {
+            self.clean_leftovers(lock).await;
+        }
         let mut instances = Vec::with_capacity(self.config.instances.len());
         // Instances run one after another: the transfer engine already runs
         // files in parallel, and a serial walk keeps the API rate low.
@@ -380,32 +391,58 @@ impl SyncContext {
                 finish: b.finish,
             })
             .collect();
-        let keep = retention::would_keep_each(&infos, &local.set_infos(), &instance.retention, now);
-        let due: Vec<&RemoteBackup> = candidates
-            .iter()
-            .zip(keep)
-            .filter_map(|(b, keep)| {
-                if !keep {
-                    tracing::info!(instance = %instance.instance_id, backup_id = %b.backup_id, kind = %b.kind, "not fetched: retention would not keep it");
-                }
-                keep.then_some(*b)
-            })
-            .collect();
-        report.due = due.len();
-        tracing::info!(instance = %instance.instance_id, listed = report.listed, published_before = local.sets.len(), due = report.due, "instance listed");
-
-        // Sets run concurrently; the downloader bounds files and connections.
+        // Due in rounds: the first judges every candidate as if all would
+        // be fetched; when one fails, the next round judges the rest against
+        // what was really published, so a failed newer backup never costs
+        // the older ones (or the logs after the older base) that retention
+        // keeps in its place.
+        let mut rounds =
+            retention::DueRounds::new(infos, local.set_infos(), instance.retention.clone(), now);
+        let mut due = rounds.next_round();
+        tracing::info!(instance = %instance.instance_id, listed = report.listed, published_before = local.sets.len(), due = due.len(), "instance listed");
         let width = self.config.transfer.concurrency.get();
-        let results: Vec<(&RemoteBackup, Result<Published, SetError>)> = stream::iter(due)
-            .map(|backup| async move { (backup, self.fetch_set(instance, backup, cancel).await) })
-            .buffer_unordered(width)
-            .collect()
-            .await;
-        for (backup, result) in results {
-            match result {
-                Ok(published) => report.published.push(published),
-                Err(SetError::Cancelled) => {}
-                Err(e) => report.fail(Some(backup), e),
+        // Whether the rounds ran until nothing more was due.
+        let mut settled = true;
+        while !due.is_empty() {
+            report.due += due.len();
+            // Sets run concurrently; the downloader bounds files and connections.
+            let results: Vec<(usize, Result<Published, SetError>)> = stream::iter(due)
+                .map(|index| {
+                    let backup = candidates[index];
+                    async move { (index, self.fetch_set(instance, backup, cancel).await) }
+                })
+                .buffer_unordered(width)
+                .collect()
+                .await;
+            let mut refused = false;
+            for (index, result) in results {
+                match result {
+                    Ok(published) => {
+                        rounds.published(index);
+                        report.published.push(published);
+                    }
+                    Err(SetError::Cancelled) => {}
+                    Err(e) => {
+                        // Another candidate would be refused the same way.
+                        refused |= e.is_auth();
+                        report.fail(Some(candidates[index]), e);
+                    }
+                }
+            }
+            if refused || cancel.is_cancelled() {
+                settled = false;
+                break;
+            }
+            due = rounds.next_round();
+            for &index in &due {
+                let b = candidates[index];
+                tracing::info!(instance = %instance.instance_id, backup_id = %b.backup_id, kind = %b.kind, "now due: a backup of this instance failed in this cycle, and retention keeps this one in its place");
+            }
+        }
+        if settled {
+            for index in rounds.untried() {
+                let b = candidates[index];
+                tracing::info!(instance = %instance.instance_id, backup_id = %b.backup_id, kind = %b.kind, "not fetched: retention would not keep it");
             }
         }
 
@@ -469,6 +506,25 @@ impl SyncContext {
             .filter(|set| !report.pruned.contains(&set.dir_name));
         report.sets_on_disk = left.clone().count();
         report.bytes_on_disk = left.map(|set| set.manifest.total_size()).sum();
+    }
+
+    /// Remove `.tmp-*` and `.deleting-*` leftovers. Safe only because the
+    /// caller holds the store lock: while we hold it, no other tcbackup
+    /// process is live in this directory, so no such name there is another
+    /// process's work in progress (and the store skips this process's own).
+    async fn clean_leftovers(&self, lock: &StoreLock) {
+        let store = self.store.clone();
+        let held = lock.clone();
+        match self.blocking(move || store.clean_leftovers(&held)).await {
+            Ok(removed) => {
+                for path in &removed {
+                    tracing::info!(leftover = %path.display(), "removed the leftover of an interrupted publish or delete");
+                }
+            }
+            Err(e) => {
+                tracing::warn!("leftovers of interrupted publishes and deletes not cleaned: {e}")
+            }
+        }
     }
 
     async fn clean_partials(&self, active: HashSet<(String, BackupKind, String)>) {

@@ -4,6 +4,7 @@
 //! served. The harness is `tests/it/common/mod.rs`.
 
 mod commands;
+mod leftovers;
 mod modes;
 mod pull;
 mod refusals;

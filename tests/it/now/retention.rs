@@ -298,3 +298,158 @@ fn wrong_file_size_fails_the_set_and_blocks_pruning_of_its_instance() {
     h.now().assert_code(0);
     assert_eq!(h.set_dirs(REDIS), BTreeSet::from([bad_dir]));
 }
+
+/// Issue 8, defect 3: on a first run with `keep_last = 2`, when the newest
+/// Redis backup fails, the next older one is fetched in its place in the
+/// same run (the user has two good copies, not one), nothing older is
+/// fetched, and nothing is pruned. Once the newest arrives, retention
+/// prunes down to the two newest as usual.
+#[test]
+fn a_failed_newest_redis_backup_on_a_first_run_fetches_the_next_older_one() {
+    let h = Harness::sample();
+    h.write_config(&Cfg {
+        postgres: Vec::new(),
+        ..Cfg::keep_last(2)
+    });
+    let redis = redis_sets_newest_first(&h);
+    assert_eq!(redis.len(), 4);
+    let mut newest: Vec<_> = h
+        .redis_backups()
+        .into_iter()
+        .filter(|b| b.status == redis_status::NORMAL)
+        .collect();
+    newest.sort_by_key(|b| std::cmp::Reverse(b.start));
+    let bad = &newest[0];
+    let true_size = bad.files[0].size;
+    let state = h.emulator.state();
+    state
+        .set_redis_file_size(REDIS, &bad.backup_id, 0, true_size + 1000)
+        .unwrap();
+
+    let run = h.now();
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("  backup {}: ", bad.backup_id))),
+        "{}",
+        run.stderr
+    );
+    let expected: BTreeSet<_> = [redis[1].0.clone(), redis[2].0.clone()].into();
+    assert_eq!(h.set_dirs(REDIS), expected);
+    for key in &redis[3].1 {
+        assert_eq!(h.requests(key), 0, "{key}: older than what is kept");
+    }
+
+    state
+        .set_redis_file_size(REDIS, &bad.backup_id, 0, true_size)
+        .unwrap();
+    h.now().assert_code(0);
+    let expected: BTreeSet<_> = [redis[0].0.clone(), redis[1].0.clone()].into();
+    assert_eq!(h.set_dirs(REDIS), expected);
+}
+
+/// Issue 8, defect 3: with `keep_last = 1`, a published base B1 and a newer
+/// base B2 whose download fails, the log backups that finished between B1
+/// and B2 are fetched all the same: until B2 arrives they are what makes
+/// B1 restorable to a point in time, and the cloud copies expire. Nothing
+/// is pruned in that run; once B2 arrives, the logs before it go.
+#[test]
+fn logs_after_the_published_base_are_fetched_when_a_newer_base_fails() {
+    let h = Harness::sample();
+    h.write_config(&Cfg::keep_last(1).postgres_only());
+    h.now().assert_code(0);
+    let before = h.set_dirs(PG);
+    let b1 = &pg_newest_first(&h, PgBackupKind::Base)[0];
+    assert!(before.contains(&base_dir(b1)), "{before:?}");
+
+    // Since then: two logs, the base B2 (announced with a wrong size, so
+    // its download fails), and one more log.
+    let now = whole_seconds(h.emulator.clock().now());
+    let state = h.emulator.state();
+    let log_at = |id: &str, start: DateTime<Utc>, segment: u64| {
+        let body = sample::sample_log_backup(segment, start, segment).unwrap();
+        let mut spec = PgBackupSpec::finished(
+            PgBackupKind::Log,
+            id,
+            start,
+            format!("0000000100000000{segment:08X}.tar.gz"),
+            ObjectBody::Bytes(body.into()),
+        );
+        spec.finish = Some(start + Duration::seconds(20));
+        state.add_pg_backup(PG, spec).unwrap();
+    };
+    log_at(
+        "00000000-0000-4000-8000-00000between1",
+        now - Duration::minutes(25),
+        0xa1,
+    );
+    log_at(
+        "00000000-0000-4000-8000-00000between2",
+        now - Duration::minutes(20),
+        0xa2,
+    );
+    let b2_id = "00000000-0000-4000-8000-0000000base2";
+    let b2_start = now - Duration::minutes(15);
+    let b2_body = sample::sample_base_backup(7, b2_start).unwrap();
+    let b2_size = b2_body.len() as u64;
+    state
+        .add_pg_backup(
+            PG,
+            PgBackupSpec::finished(
+                PgBackupKind::Base,
+                b2_id,
+                b2_start,
+                "manual-b2.tar.gz",
+                ObjectBody::Bytes(b2_body.into()),
+            ),
+        )
+        .unwrap();
+    state.set_pg_file_size(PG, b2_id, b2_size + 1000).unwrap();
+    log_at(
+        "00000000-0000-4000-8000-0000000after1",
+        now - Duration::minutes(5),
+        0xa3,
+    );
+    let new_log = |suffix: &str| {
+        log_dir(
+            pg_newest_first(&h, PgBackupKind::Log)
+                .iter()
+                .find(|l| l.id.ends_with(suffix))
+                .unwrap(),
+        )
+    };
+    let (between1, between2, after) = (new_log("between1"), new_log("between2"), new_log("after1"));
+
+    let run = h.now();
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("  backup {b2_id}: "))),
+        "{}",
+        run.stderr
+    );
+    let mut expected = before.clone();
+    expected.extend([between1.clone(), between2.clone(), after.clone()]);
+    assert_eq!(h.set_dirs(PG), expected, "B1 and every log after it");
+    assert!(
+        run.stderr.contains("retention not applied"),
+        "{}",
+        run.stderr
+    );
+
+    // B2 arrives: B1 and the logs before B2 are pruned, as the log rule says.
+    state.set_pg_file_size(PG, b2_id, b2_size).unwrap();
+    h.now().assert_code(0);
+    // Kept: B2 and every log that finished at or after it started (`after`,
+    // and the sample's newest log when it ran past B2's start).
+    let mut expected: BTreeSet<_> = pg_newest_first(&h, PgBackupKind::Log)
+        .iter()
+        .filter(|l| finish(l) >= b2_start)
+        .map(log_dir)
+        .collect();
+    assert!(expected.contains(&after), "{expected:?}");
+    expected.insert(set_dir(b2_start, "base", b2_id));
+    assert_eq!(h.set_dirs(PG), expected);
+}

@@ -22,8 +22,12 @@
 //!   backup, deleted once it finished before it; without any base backup
 //!   every log is kept (there is nothing to anchor them to).
 //! - Set times are start times (the log rule uses a log's finish).
+//!
+//! "Due" (which remote backups to fetch) asks the same rules, in rounds
+//! that survive failed downloads: [`DueRounds`].
 
 mod display;
+mod due;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,6 +37,8 @@ use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Utc};
 
 use crate::duration::format_duration;
 use crate::model::BackupKind;
+
+pub use due::DueRounds;
 
 /// UTC+8, the default for retention's calendar days (the zone of the
 /// API's times; defined once, in `tcbackup_signing::times`).
@@ -324,7 +330,8 @@ pub fn would_keep(
 /// [`would_keep`] for many candidates judged together, as if all were
 /// fetched: on a first run with `keep_last = 2` only the two newest of the
 /// listed backups are worth fetching. Log candidates are judged against the
-/// base sets among `existing` and `candidates`.
+/// base sets among `existing` and `candidates`. One round of
+/// [`DueRounds`], which judges again when a download fails.
 pub fn would_keep_each(
     candidates: &[SetInfo],
     existing: &[SetInfo],

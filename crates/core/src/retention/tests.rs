@@ -410,6 +410,94 @@ fn would_keep_decides_whether_a_remote_backup_is_due() {
     );
 }
 
+fn keep_one_policy() -> Policy {
+    Policy {
+        keep_last: Some(1),
+        ..Policy::default()
+    }
+}
+
+/// The ids of `rounds.next_round()`, sorted.
+fn round_ids(rounds: &mut DueRounds, candidates: &[SetInfo]) -> Vec<String> {
+    let mut ids: Vec<String> = rounds
+        .next_round()
+        .into_iter()
+        .map(|index| candidates[index].id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn a_failed_newest_candidate_makes_the_next_older_one_due() {
+    // First run, keep_last 2: d7 and d6 are due; d7 fails, so d5 is kept
+    // in its place; d6 and d5 published, nothing more.
+    let candidates = week_of_sets();
+    let keep_two = Policy {
+        keep_last: Some(2),
+        ..Policy::default()
+    };
+    let mut rounds = DueRounds::new(candidates.clone(), Vec::new(), keep_two, utc(NOW));
+    assert_eq!(round_ids(&mut rounds, &candidates), ["d6", "d7"]);
+    rounds.published(5);
+    assert_eq!(round_ids(&mut rounds, &candidates), ["d5"]);
+    rounds.published(4);
+    assert!(rounds.next_round().is_empty());
+    let untried: Vec<&str> = rounds
+        .untried()
+        .into_iter()
+        .map(|index| candidates[index].id.as_str())
+        .collect();
+    assert_eq!(untried, ["d1", "d2", "d3", "d4"]);
+}
+
+#[test]
+fn a_failed_candidate_that_nothing_replaces_ends_the_rounds() {
+    // d7 published before; keep_last 1: the new d8 is due; when it fails,
+    // nothing older is kept in its place (d7 already is).
+    let published = week_of_sets();
+    let candidates = vec![redis("d8", "2025-01-08 02:00")];
+    let mut rounds = DueRounds::new(candidates.clone(), published, keep_one_policy(), utc(NOW));
+    assert_eq!(round_ids(&mut rounds, &candidates), ["d8"]);
+    assert!(rounds.next_round().is_empty());
+    assert!(rounds.untried().is_empty());
+}
+
+#[test]
+fn logs_follow_the_published_base_when_a_newer_base_fails() {
+    // keep_last 1, base b1 published; a newer base b2 is listed with logs
+    // between the two and one after b2. Judged with b2, the logs between
+    // are not kept; once b2 fails they follow b1 and become due.
+    let published = vec![set("b1", BackupKind::PgBase, "2025-01-10 02:00")];
+    let candidates = vec![
+        set("b2", BackupKind::PgBase, "2025-01-11 02:00"),
+        log("between-1", "2025-01-10 08:00", "2025-01-10 08:01"),
+        log("between-2", "2025-01-10 14:00", "2025-01-10 14:01"),
+        log("after", "2025-01-11 08:00", "2025-01-11 08:01"),
+        log("before-b1", "2025-01-09 20:00", "2025-01-09 20:01"),
+    ];
+    let mut rounds = DueRounds::new(candidates.clone(), published, keep_one_policy(), utc(NOW));
+    assert_eq!(round_ids(&mut rounds, &candidates), ["after", "b2"]);
+    rounds.published(3);
+    assert_eq!(
+        round_ids(&mut rounds, &candidates),
+        ["between-1", "between-2"]
+    );
+    rounds.published(1);
+    rounds.published(2);
+    assert!(rounds.next_round().is_empty());
+    assert_eq!(rounds.untried(), [4]);
+
+    // When b2 succeeds, the logs between stay not due.
+    let published = vec![set("b1", BackupKind::PgBase, "2025-01-10 02:00")];
+    let mut rounds = DueRounds::new(candidates.clone(), published, keep_one_policy(), utc(NOW));
+    assert_eq!(round_ids(&mut rounds, &candidates), ["after", "b2"]);
+    rounds.published(0);
+    rounds.published(3);
+    assert!(rounds.next_round().is_empty());
+    assert_eq!(rounds.untried(), [1, 2, 4]);
+}
+
 #[test]
 fn dry_run_table_shows_every_set_with_its_action_and_reasons() {
     let policy = Policy {

@@ -14,6 +14,8 @@
 //!     .deleting-<set dir>/                   a set being deleted
 //! ```
 //! Every name that starts with a dot is private state; listings skip it.
+//! `.tmp-*` and `.deleting-*` left by a process that died are removed by
+//! [`Store::clean_leftovers`], which every cycle calls under the lock.
 //!
 //! Everything the store creates (directories, the lock, owner files,
 //! manifests) goes through [`crate::private_files`]: owner-only modes
@@ -164,6 +166,15 @@ pub enum StoreError {
         /// The lock file.
         path: PathBuf,
     },
+    /// An operation that needs this download directory's lock was given
+    /// the lock of another directory.
+    #[error("refusing to clean {}: the lock held is {}, not this directory's", root.display(), held.display())]
+    NotLocked {
+        /// The download directory.
+        root: PathBuf,
+        /// The lock file that is held.
+        held: PathBuf,
+    },
 }
 
 /// A closure turning an `io::Error` into [`StoreError::Io`].
@@ -265,7 +276,10 @@ impl Store {
             )
             .map_err(io_error("open lock file", &path))?;
         match FileExt::try_lock_exclusive(&file) {
-            Ok(true) => Ok(StoreLock { _file: file, path }),
+            Ok(true) => Ok(StoreLock {
+                _file: Arc::new(file),
+                path,
+            }),
             Ok(false) => Err(StoreError::Locked { path }),
             Err(source) => Err(StoreError::Io {
                 action: "lock".to_string(),
@@ -282,10 +296,13 @@ impl Store {
     }
 }
 
-/// Holds the download directory's lock until dropped.
-#[derive(Debug)]
+/// Holds the download directory's lock until the last clone is dropped.
+/// Operations that are only safe while no other tcbackup process is live
+/// ([`Store::clean_leftovers`]) take one as proof; a clone can go into a
+/// blocking task and keeps the lock held while it runs.
+#[derive(Debug, Clone)]
 pub struct StoreLock {
-    _file: File,
+    _file: Arc<File>,
     path: PathBuf,
 }
 

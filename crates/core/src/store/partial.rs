@@ -12,9 +12,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::layout::{partial_dir_name, DELETING_PREFIX, OWNER_FILE, PARTIAL_DIR, STAGING_PREFIX};
+use super::layout::{
+    partial_dir_name, DELETING_PREFIX, LOCK_FILE, OWNER_FILE, PARTIAL_DIR, STAGING_PREFIX,
+};
 use super::publish::write_synced;
-use super::{check_instance_id, io_error, Store, StoreError};
+use super::{check_instance_id, io_error, Store, StoreError, StoreLock};
 use crate::model::BackupKind;
 
 /// Which backup a partial directory belongs to (its `.owner.json`).
@@ -200,7 +202,21 @@ impl Store {
     /// (`.deleting-*`) in every instance directory, except staging
     /// directories of publishes running in this process. Returns what was
     /// removed.
-    pub fn clean_leftovers(&self) -> Result<Vec<PathBuf>, StoreError> {
+    ///
+    /// Why this cannot remove another process's live directory: every
+    /// tcbackup that creates `.tmp-*` or `.deleting-*` names (a sync cycle
+    /// publishing or pruning, `tcbackup prune`) does so only while holding
+    /// this download directory's lock, and `held` proves that this process
+    /// holds it now. So no other process is live here, and any such name
+    /// not registered by this process is a leftover of one that died.
+    pub fn clean_leftovers(&self, held: &StoreLock) -> Result<Vec<PathBuf>, StoreError> {
+        let own_lock = self.root.join(LOCK_FILE);
+        if held.path() != own_lock {
+            return Err(StoreError::NotLocked {
+                root: self.root.clone(),
+                held: held.path().to_path_buf(),
+            });
+        }
         let mut removed = Vec::new();
         for (name, instance_dir) in subdirectories(&self.root)? {
             if name.starts_with('.') {

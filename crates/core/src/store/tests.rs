@@ -264,7 +264,8 @@ fn crash_leftovers_are_not_listed_and_are_cleaned() {
         "no manifest.json, so not a complete set"
     );
 
-    let mut removed = store.clean_leftovers().unwrap();
+    let held = store.lock().unwrap();
+    let mut removed = store.clean_leftovers(&held).unwrap();
     removed.sort();
     assert_eq!(removed, [deleting.clone(), staging.clone()]);
     assert!(!staging.exists() && !deleting.exists());
@@ -466,7 +467,6 @@ fn opening_and_listing_touch_nothing() {
     let store = store_in(temp.path());
     assert!(store.list_all().unwrap().sets.is_empty());
     assert!(store.list_sets(INSTANCE).unwrap().sets.is_empty());
-    assert!(store.clean_leftovers().unwrap().is_empty());
     assert!(store
         .clean_partials(&HashSet::new(), Duration::ZERO, Utc::now())
         .unwrap()
@@ -534,6 +534,27 @@ fn the_lock_is_exclusive_until_dropped() {
     assert!(matches!(other.lock(), Err(StoreError::Locked { .. })));
     drop(held);
     other.lock().unwrap();
+}
+
+#[test]
+fn leftovers_are_cleaned_only_under_this_directory_s_lock() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = store_in(temp.path());
+    let doomed = store
+        .root()
+        .join(INSTANCE)
+        .join(".deleting-2024-01-01T000000Z_redis_b0");
+    std::fs::create_dir_all(&doomed).unwrap();
+    let elsewhere = Store::open(temp.path().join("other"), Arc::new(ManualClock::new()));
+    let other_lock = elsewhere.lock().unwrap();
+    assert!(matches!(
+        store.clean_leftovers(&other_lock),
+        Err(StoreError::NotLocked { .. })
+    ));
+    assert!(doomed.exists());
+    let held = store.lock().unwrap();
+    assert_eq!(store.clean_leftovers(&held).unwrap(), [doomed.as_path()]);
+    assert!(!doomed.exists());
 }
 
 #[test]
