@@ -10,8 +10,12 @@
 //! SIGKILL after a random delay up to the length of a recent complete run,
 //! or SIGKILL up to 3 ms after the n-th milestone log line ("instance
 //! listed", "download started", "published …", "pruned by retention", the
-//! summary). COS is throttled per object (`Fault::Slow`) so that each
-//! download takes 50 to 300 ms.
+//! summary). When a kill leaves a sidecar without its part file (the part
+//! was moved into a staging directory), the next run is killed up to 1 ms
+//! after that file starts again: the moment a fresh pass has emptied the
+//! part file while the old sidecar still vouches for its bytes. COS is
+//! throttled per object (`Fault::Slow`) so that each download takes 50 to
+//! 300 ms.
 //!
 //! Where a kill hit is read from the child's JSON log up to its death and
 //! from the disk it left: a new `.deleting-*` (pruning) or `.tmp-*`
@@ -28,6 +32,9 @@
 //!   `manifest.json` naming a backup of the emulator, and holds exactly the
 //!   manifest's files, each byte-identical (size and SHA-256) to the
 //!   emulator's object;
+//! - every sidecar in the partial area vouches only for bytes its part file
+//!   holds: up to each segment's `written` offset, the object's bytes (what
+//!   the next run resumes from);
 //! - no set that retention keeps (the newest `keep_last` Redis and base
 //!   backups the API lists, the log backups that finished at or after the
 //!   oldest kept base started, the newest log always) and that was on disk
@@ -102,6 +109,8 @@ const LOG_MS: std::ops::Range<u64> = 50..200;
 const MAX_KILLS_PER_CYCLE: usize = 6;
 /// Completed runs in a row that exit non-zero before the test gives up.
 const MAX_FAILED_RUNS: usize = 3;
+/// A run still going after this long is a hang: killed and reported.
+const HANG_LIMIT: Duration = Duration::from_secs(120);
 /// Violations kept in full for the report.
 const MAX_REPORTED: usize = 30;
 
@@ -171,6 +180,21 @@ impl Remote {
     }
 }
 
+/// Bytes `start..end` of an object.
+fn object_bytes(body: &ObjectBody, start: u64, end: u64) -> Vec<u8> {
+    match body {
+        ObjectBody::Bytes(bytes) => bytes[start as usize..end as usize].to_vec(),
+        ObjectBody::Generated { seed, .. } => {
+            let mut buf = vec![0u8; (end - start) as usize];
+            fill_generated(*seed, start, &mut buf);
+            buf
+        }
+        ObjectBody::File(path) => {
+            std::fs::read(path).unwrap()[start as usize..end as usize].to_vec()
+        }
+    }
+}
+
 fn body_sha256(body: &ObjectBody) -> String {
     let mut hasher = Sha256::new();
     match body {
@@ -235,29 +259,35 @@ impl Phase {
 }
 
 /// When to SIGKILL a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum KillPlan {
     /// Let it finish.
     None,
     /// After this long.
     After(Duration),
-    /// This long after the n-th line on stderr.
+    /// This long after the n-th milestone line on stderr.
     AfterLine { nth: usize, then: Duration },
+    /// This long after the first line on stderr that contains `text`.
+    AfterText { text: String, then: Duration },
 }
 
 impl KillPlan {
-    fn trigger(self) -> &'static str {
+    fn trigger(&self) -> &'static str {
         match self {
             KillPlan::None => "none",
             KillPlan::After(_) => "timer",
             KillPlan::AfterLine { .. } => "log line",
+            KillPlan::AfterText { .. } => "targeted log line",
         }
     }
 }
 
 /// What one run of `tcbackup --now` did.
 struct Outcome {
+    /// Killed by the plan (not for hanging).
     killed: bool,
+    /// Still running after `HANG_LIMIT`, then killed.
+    hung: bool,
     code: Option<i32>,
     lines: Vec<String>,
     elapsed: Duration,
@@ -303,6 +333,7 @@ struct Tally {
     restarted: usize,
     expired: usize,
     cleaned: usize,
+    targeted: usize,
     run_time: Duration,
     check_time: Duration,
     verify_time: Duration,
@@ -329,6 +360,8 @@ struct Chaos {
     started: Instant,
     /// `TCBACKUP_CHAOS_VERBOSE=1`: a line per run.
     verbose: bool,
+    /// A targeted plan for the next run (see [`Chaos::target_orphaned_sidecar`]).
+    next_plan: Option<KillPlan>,
 }
 
 impl Chaos {
@@ -365,6 +398,7 @@ impl Chaos {
             violations: Vec::new(),
             started: Instant::now(),
             verbose: env_number("TCBACKUP_CHAOS_VERBOSE").is_some_and(|v| v > 0),
+            next_plan: None,
         }
     }
 
@@ -833,43 +867,69 @@ impl Chaos {
     // ---- runs -------------------------------------------------------------------
 
     /// Run `tcbackup --now` with JSON logs, killing it as `plan` says.
-    fn run_now(&self, plan: KillPlan) -> Outcome {
+    fn run_now(&self, plan: &KillPlan) -> Outcome {
         let mut cmd = self.h.command(&["--log-format", "json", "--now"]);
         cmd.stdout(Stdio::null());
         let started = Instant::now();
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel::<()>();
+        // One message per line: whether it is a milestone, whether it holds
+        // the text a targeted kill waits for. The channel closes when stderr
+        // does, that is when the run has ended.
+        let target = match plan {
+            KillPlan::AfterText { text, .. } => Some(text.clone()),
+            _ => None,
+        };
+        let (tx, rx) = mpsc::channel::<(bool, bool)>();
         let reader = std::thread::spawn(move || {
             let mut lines: Vec<String> = Vec::new();
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if is_milestone(lines.last().map(String::as_str), &line) {
-                    let _ = tx.send(());
-                }
+                let milestone = is_milestone(lines.last().map(String::as_str), &line);
+                let hit = target.as_ref().is_some_and(|t| line.contains(t.as_str()));
+                let _ = tx.send((milestone, hit));
                 lines.push(line);
             }
             lines
         });
-        match plan {
-            KillPlan::None => {}
-            KillPlan::After(delay) => {
-                std::thread::sleep(delay);
-                let _ = child.kill();
-            }
-            KillPlan::AfterLine { nth, then } => {
-                // The channel closes when stderr does: the run ended first.
-                if (0..nth).all(|_| rx.recv().is_ok()) {
-                    spin(then);
-                    let _ = child.kill();
+        let hang_at = started + HANG_LIMIT;
+        let kill_at = match plan {
+            KillPlan::After(delay) => started + *delay,
+            _ => hang_at,
+        };
+        let mut milestones = 0;
+        let mut hung = false;
+        loop {
+            match rx.recv_timeout(kill_at.saturating_duration_since(Instant::now())) {
+                Ok((milestone, hit)) => {
+                    milestones += usize::from(milestone);
+                    let then = match plan {
+                        KillPlan::AfterLine { nth, then } if milestones == *nth && milestone => {
+                            Some(*then)
+                        }
+                        KillPlan::AfterText { then, .. } if hit => Some(*then),
+                        _ => None,
+                    };
+                    if let Some(then) = then {
+                        spin(then);
+                        let _ = child.kill();
+                        break;
+                    }
                 }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    hung = kill_at == hang_at;
+                    let _ = child.kill();
+                    break;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
         let status = child.wait().unwrap();
         let elapsed = started.elapsed();
         let lines = reader.join().unwrap();
         Outcome {
-            killed: status.signal() == Some(SIGKILL),
+            killed: status.signal() == Some(SIGKILL) && !hung,
+            hung,
             code: status.code(),
             lines,
             elapsed,
@@ -877,7 +937,14 @@ impl Chaos {
     }
 
     fn pick_plan(&mut self, kills_in_cycle: usize) -> KillPlan {
-        if kills_in_cycle >= MAX_KILLS_PER_CYCLE || self.rng.gen_bool(0.1) {
+        let targeted = self.next_plan.take();
+        if kills_in_cycle >= MAX_KILLS_PER_CYCLE {
+            return KillPlan::None;
+        }
+        if let Some(plan) = targeted {
+            return plan;
+        }
+        if self.rng.gen_bool(0.1) {
             return KillPlan::None;
         }
         if self.rng.gen_bool(0.5) {
@@ -891,8 +958,89 @@ impl Chaos {
         }
     }
 
+    /// A file whose sidecar is left without its part file (a kill caught
+    /// its set in the staging directory, where the part file was moved) is
+    /// fetched afresh by the next run, over a sidecar that vouches for every
+    /// byte. Plan to kill that run just after the file starts again, when
+    /// the new part file may be empty and the old sidecar not yet replaced.
+    fn target_orphaned_sidecar(&mut self) {
+        let mut orphans = Vec::new();
+        for backup in self.remote.iter().filter(|b| b.listed) {
+            let dir = backup.partial_dir(&self.h.download_dir);
+            for file in &backup.files {
+                let part = dir.join(format!("{}.part", file.name));
+                let sidecar = dir.join(format!("{}.part.json", file.name));
+                if sidecar.is_file() && !part.exists() {
+                    orphans.push(file.name.clone());
+                }
+            }
+        }
+        if orphans.is_empty() {
+            return;
+        }
+        let file = orphans.swap_remove(self.rng.gen_range(0..orphans.len()));
+        self.next_plan = Some(KillPlan::AfterText {
+            text: format!("\"message\":\"download started\",\"file\":\"{file}\""),
+            then: Duration::from_micros(self.rng.gen_range(0..1000)),
+        });
+    }
+
+    /// Every sidecar in the partial area vouches only for bytes its part
+    /// file holds: after a SIGKILL the bytes up to each segment's `written`
+    /// offset are what the next run keeps (the page cache survives a killed
+    /// process), so they must be the object's bytes.
+    fn check_partials(&self, problems: &mut Vec<String>) {
+        for backup in self.remote.iter().filter(|b| b.listed) {
+            let dir = backup.partial_dir(&self.h.download_dir);
+            if !dir.is_dir() {
+                continue;
+            }
+            for file in &backup.files {
+                let part = dir.join(format!("{}.part", file.name));
+                let sidecar = dir.join(format!("{}.part.json", file.name));
+                let Some(state) = std::fs::read(&sidecar)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                else {
+                    continue;
+                };
+                let Ok(bytes) = std::fs::read(&part) else {
+                    continue;
+                };
+                let segments = state["segments"].as_array().cloned().unwrap_or_default();
+                for segment in segments {
+                    let (Some(start), Some(written)) =
+                        (segment["start"].as_u64(), segment["written"].as_u64())
+                    else {
+                        problems.push(format!("unreadable segment in {}", sidecar.display()));
+                        continue;
+                    };
+                    // A single stream's resume is bounded by the file's length.
+                    let end = written.min(bytes.len() as u64).min(file.size);
+                    if end <= start {
+                        continue;
+                    }
+                    let expected = object_bytes(&file.body, start, end);
+                    let local = &bytes[start as usize..end as usize];
+                    if let Some(at) = local.iter().zip(&expected).position(|(a, b)| a != b) {
+                        let zeros = local.iter().all(|b| *b == 0);
+                        problems.push(format!(
+                            "the sidecar of {}/{} vouches for bytes {start}..{written} but the part \
+                             file differs from the object from byte {}{}",
+                            backup.dir(),
+                            file.name,
+                            start + at as u64,
+                            if zeros { " (it holds only zeros there)" } else { "" }
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
     /// One run and every check that applies to it; returns whether it completed.
     fn run_and_check(&mut self, plan: KillPlan) -> Option<Outcome> {
+        let plan = &plan;
         let before = self.snapshot();
         let t0 = Instant::now();
         let out = self.run_now(plan);
@@ -917,12 +1065,16 @@ impl Chaos {
             let (phase, on_disk) = self.classify(&before, &out.lines);
             let counts = self.tally.per_phase.entry(phase).or_default();
             match plan {
-                KillPlan::AfterLine { .. } => counts[1] += 1,
+                KillPlan::AfterLine { .. } | KillPlan::AfterText { .. } => counts[1] += 1,
                 _ => counts[0] += 1,
             }
             if on_disk {
                 counts[2] += 1;
             }
+            if matches!(plan, KillPlan::AfterText { .. }) {
+                self.tally.targeted += 1;
+            }
+            self.target_orphaned_sidecar();
             format!(
                 "run {run} (seed {}), kill {} by {} during {}{}",
                 self.seed,
@@ -948,6 +1100,7 @@ impl Chaos {
         let mut problems = Vec::new();
         let t0 = Instant::now();
         self.check_sets(&mut problems);
+        self.check_partials(&mut problems);
         self.tally.check_time += t0.elapsed();
         let after = self.snapshot();
         for instance in [REDIS, PG] {
@@ -1003,6 +1156,11 @@ impl Chaos {
                     })
                     .count();
                 self.est_lines = (self.est_lines * 9 / 10).max(milestones);
+            } else if out.hung {
+                problems.push(format!(
+                    "a run was still going after {HANG_LIMIT:?}; its log ends:\n{}",
+                    out.tail()
+                ));
             } else {
                 problems.push(format!(
                     "a run that was not killed exited {:?}; its log ends:\n{}",
@@ -1065,11 +1223,14 @@ impl Chaos {
     fn summary(&self) -> String {
         let t = &self.tally;
         let mut out = format!(
-            "chaos: seed {}, {} kills in {} runs ({} completed) over {} cycles, {} backups added, \
-             {} expired from the API, {} sets published, {} pruned, {} downloads resumed, \
-             {} restarted, {} partials removed, {:.1}s\n",
+            "chaos: seed {}, {} kills ({} targeted at a file restarting over an old sidecar) \
+             in {} runs ({} completed) \
+             over {} cycles, {} backups added, {} expired from the API, {} sets published, \
+             {} pruned, {} downloads resumed, {} restarted from byte 0, {} partials removed, \
+             {:.1}s\n",
             self.seed,
             t.kills,
+            t.targeted,
             t.runs,
             t.completed,
             t.cycles,
@@ -1083,8 +1244,11 @@ impl Chaos {
             self.started.elapsed().as_secs_f64()
         );
         out.push_str(&format!(
-            "  time: runs {:?}, checks {:?}, verify {:?}, adding {:?}\n",
-            t.run_time, t.check_time, t.verify_time, t.add_time
+            "  time: in --now {:.1}s, in verify {:.1}s, in checks {:.1}s, adding backups {:.1}s\n",
+            t.run_time.as_secs_f64(),
+            t.verify_time.as_secs_f64(),
+            t.check_time.as_secs_f64(),
+            t.add_time.as_secs_f64()
         ));
         out.push_str("  phase        kills  by timer  by log line  caught on disk\n");
         for phase in Phase::ALL {
