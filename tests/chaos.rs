@@ -755,13 +755,15 @@ impl Chaos {
                     if local_size != size || local_sha != sha {
                         problems.push(format!(
                             "{instance}/{name}/{file} differs from the emulator's object: \
-                             {local_size} bytes sha256 {local_sha}, expected {size} bytes sha256 {sha}"
+                             {local_size} bytes sha256 {local_sha}, \
+                             expected {size} bytes sha256 {sha}"
                         ));
                     }
                     let record = listed.iter().find(|r| r["name"] == file.as_str());
                     if record.is_none_or(|r| r["sha256"] != sha.as_str() || r["size"] != size) {
                         problems.push(format!(
-                            "{instance}/{name}: manifest record of {file} is {record:?}, expected {size} bytes sha256 {sha}"
+                            "{instance}/{name}: manifest record of {file} is {record:?}, \
+                             expected {size} bytes sha256 {sha}"
                         ));
                     }
                 }
@@ -1025,12 +1027,16 @@ impl Chaos {
                     if let Some(at) = local.iter().zip(&expected).position(|(a, b)| a != b) {
                         let zeros = local.iter().all(|b| *b == 0);
                         problems.push(format!(
-                            "the sidecar of {}/{} vouches for bytes {start}..{written} but the part \
-                             file differs from the object from byte {}{}",
+                            "the sidecar of {}/{} vouches for bytes {start}..{written} but the \
+                             part file differs from the object from byte {}{}",
                             backup.dir(),
                             file.name,
                             start + at as u64,
-                            if zeros { " (it holds only zeros there)" } else { "" }
+                            if zeros {
+                                " (it holds only zeros there)"
+                            } else {
+                                ""
+                            }
                         ));
                     }
                 }
@@ -1135,12 +1141,14 @@ impl Chaos {
                     let extra: Vec<_> = on_disk.difference(&kept).collect();
                     if !missing.is_empty() {
                         problems.push(format!(
-                            "after a completed run, sets retention keeps are missing from {instance}: {missing:?}"
+                            "after a completed run, sets retention keeps are missing from \
+                             {instance}: {missing:?}"
                         ));
                     }
                     if !extra.is_empty() {
                         problems.push(format!(
-                            "after a completed run, {instance} holds sets retention does not keep: {extra:?}"
+                            "after a completed run, {instance} holds sets retention does \
+                             not keep: {extra:?}"
                         ));
                     }
                 }
@@ -1215,8 +1223,8 @@ impl Chaos {
             }
         }
         report(&format!(
-            "chaos: {kept_partials} partial download(s) left of listed backups that are no longer due \
-             (kept by the contract until the API stops listing them)"
+            "chaos: {kept_partials} partial download(s) left of listed backups that are no \
+             longer due (kept by the contract until the API stops listing them)"
         ));
     }
 
