@@ -21,9 +21,10 @@
 //! from the disk it left: a new `.deleting-*` (pruning) or `.tmp-*`
 //! (publishing) directory, a due set published but its partial directory
 //! still there (publishing), every file of a due set complete and fsynced
-//! per its sidecar (verifying), a download started (downloading), none yet
-//! (listing), every due set published but sets retention drops still on
-//! disk (pruning), after that (listing the next instance, or finishing).
+//! per a sidecar this run wrote (verifying), a download started
+//! (downloading), none yet (listing), every due set published but sets
+//! retention drops still on disk (pruning), after that (listing the next
+//! instance, or finishing).
 //! The test prints the seed and a table of kills per phase, pass or fail.
 //!
 //! Checked after every run, killed or not:
@@ -63,14 +64,14 @@
 mod common;
 
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration as Age, Utc};
@@ -290,6 +291,8 @@ struct Outcome {
     hung: bool,
     code: Option<i32>,
     lines: Vec<String>,
+    /// When it was started, by the wall clock (to compare with mtimes).
+    started_at: SystemTime,
     elapsed: Duration,
 }
 
@@ -357,6 +360,8 @@ struct Chaos {
     hashes: HashMap<PathBuf, (u64, u64, i64, i64, String)>,
     tally: Tally,
     violations: Vec<String>,
+    /// Every problem reported so far, without the run that saw it.
+    seen: HashSet<String>,
     started: Instant,
     /// `TCBACKUP_CHAOS_VERBOSE=1`: a line per run.
     verbose: bool,
@@ -396,6 +401,7 @@ impl Chaos {
             hashes: HashMap::new(),
             tally: Tally::default(),
             violations: Vec::new(),
+            seen: HashSet::new(),
             started: Instant::now(),
             verbose: env_number("TCBACKUP_CHAOS_VERBOSE").is_some_and(|v| v > 0),
             next_plan: None,
@@ -772,8 +778,9 @@ impl Chaos {
     }
 
     /// Whether every file of `backup` is complete and fsynced in its
-    /// partial directory, as its sidecar records.
-    fn fully_downloaded(&self, backup: &Remote) -> bool {
+    /// partial directory, as a sidecar written since `since` records (an
+    /// older one may vouch for a part file a fresh pass is emptying).
+    fn fully_downloaded(&self, backup: &Remote, since: SystemTime) -> bool {
         let dir = backup.partial_dir(&self.h.download_dir);
         backup.files.iter().all(|f| {
             let part = dir.join(format!("{}.part", f.name));
@@ -789,7 +796,10 @@ impl Chaos {
                     })
                 })
                 .unwrap_or(false);
-            complete && std::fs::metadata(&part).is_ok_and(|m| m.len() == f.size)
+            let fresh = std::fs::metadata(&sidecar)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= since);
+            complete && fresh && std::fs::metadata(&part).is_ok_and(|m| m.len() == f.size)
         })
     }
 
@@ -798,7 +808,8 @@ impl Chaos {
     /// Where the run that logged `lines` was when it died, from its log
     /// and the disk; with whether the disk caught it mid-operation (a new
     /// staging or `.deleting-*` directory).
-    fn classify(&self, before: &Snapshot, lines: &[String]) -> (Phase, bool) {
+    fn classify(&self, before: &Snapshot, out: &Outcome) -> (Phase, bool) {
+        let lines = &out.lines;
         let after = self.snapshot();
         let mut mid_publish = false;
         for instance in [REDIS, PG] {
@@ -845,7 +856,7 @@ impl Chaos {
             let partial = backup.partial_dir(&self.h.download_dir);
             let here = if on_disk.contains(dir) {
                 partial.exists().then_some(Phase::Publishing)
-            } else if self.fully_downloaded(backup) {
+            } else if self.fully_downloaded(backup, out.started_at) {
                 Some(Phase::Verifying)
             } else if backup.files.iter().any(|f| started_files.contains(&f.name)) {
                 Some(Phase::Downloading)
@@ -873,6 +884,7 @@ impl Chaos {
         let mut cmd = self.h.command(&["--log-format", "json", "--now"]);
         cmd.stdout(Stdio::null());
         let started = Instant::now();
+        let started_at = SystemTime::now();
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         // One message per line: whether it is a milestone, whether it holds
@@ -934,6 +946,7 @@ impl Chaos {
             hung,
             code: status.code(),
             lines,
+            started_at,
             elapsed,
         }
     }
@@ -1068,7 +1081,7 @@ impl Chaos {
         }
         let what = if out.killed {
             self.tally.kills += 1;
-            let (phase, on_disk) = self.classify(&before, &out.lines);
+            let (phase, on_disk) = self.classify(&before, &out);
             let counts = self.tally.per_phase.entry(phase).or_default();
             match plan {
                 KillPlan::AfterLine { .. } | KillPlan::AfterText { .. } => counts[1] += 1,
@@ -1177,8 +1190,12 @@ impl Chaos {
                 ));
             }
         }
+        // A lasting problem (a corrupt set stays corrupt) is reported once,
+        // at the run that first saw it.
         for problem in problems {
-            self.violations.push(format!("{what}: {problem}"));
+            if self.seen.insert(problem.clone()) {
+                self.violations.push(format!("{what}: {problem}"));
+            }
         }
         (!out.killed).then_some(out)
     }
