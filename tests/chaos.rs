@@ -1379,7 +1379,8 @@ fn sigkill_anywhere_loses_nothing_and_publishes_only_whole_identical_sets() {
     assert_eq!(
         last.and_then(|out| out.code),
         Some(0),
-        "the final run failed:\n{}",
+        "the final run failed:\n{}\n{}",
+        chaos.summary(),
         chaos.violations.join("\n")
     );
     chaos.check_leftovers();
