@@ -13,10 +13,12 @@
 //!   fault.
 //! - `now`: `tcbackup --now` and the commands end to end.
 //! - `daemon`: the daemon as a subprocess (signals, sd_notify, reload).
+//! - `chaos`: `tcbackup --now` SIGKILLed anywhere over many cycles.
 //! - `config_files`: the shipped config files.
 
 mod common;
 
+mod chaos;
 mod cloud_api;
 mod config_files;
 mod cos_server;

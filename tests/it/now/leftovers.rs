@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tcbackup_signing::clock::SystemClock;
 use tcbackup_core::store::Store;
+use tcbackup_signing::clock::SystemClock;
 
 use crate::common::*;
 

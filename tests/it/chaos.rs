@@ -55,13 +55,8 @@
 //! in the README:
 //!
 //! ```sh
-//! TCBACKUP_CHAOS_KILLS=500 cargo test --test chaos -- --nocapture
+//! TCBACKUP_CHAOS_KILLS=500 cargo test --test it chaos -- --nocapture
 //! ```
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "common/mod.rs"]
-mod common;
 
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -79,12 +74,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tcbackup::emulator::cos::{fill_generated, Fault, FaultId, FaultTarget, Repeat};
-use tcbackup::emulator::{
+use tcbackup_emulator::cos::{fill_generated, Fault, FaultId, FaultTarget, Repeat};
+use tcbackup_emulator::{
     sample, ObjectBody, PgBackupKind, PgBackupSpec, RedisBackupSpec, RedisInstance,
 };
 
-use common::*;
+use crate::common::*;
 
 /// SIGKILL's number (the same on every Linux architecture).
 const SIGKILL: i32 = 9;
