@@ -1,4 +1,5 @@
-//! One sync cycle: for every configured instance, list the backups, work out
+//! One sync cycle (`report` holds what it reports, `urls` the URLs its sets
+//! share): for every configured instance, list the backups, work out
 //! which are due, download them, verify them, publish them, and then apply
 //! retention, following the failure rules of the contract (design.md §2):
 //! a failed set does not stop the others; an instance with a failure is not
@@ -10,12 +11,9 @@
 //! cycle.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,18 +21,19 @@ use tokio_util::sync::CancellationToken;
 use crate::cloud::catalog::Catalog;
 use crate::cloud::error::ApiError;
 use crate::config::{Config, InstanceConfig};
-use crate::exit::Exit;
-use crate::model::{BackupKind, RemoteBackup, ResolvedFile};
+use crate::model::{BackupKind, RemoteBackup};
 use crate::progress::Progress;
 use crate::retention::{self, SetInfo};
 use crate::store::{FileRecord, LocalSet, SetToPublish, Store, StoreError, StoreLock};
-use crate::transfer::{
-    discard_partial, Downloader, FetchedFile, FileJob, ProgressEvent, TransferError, UrlSource,
-    UrlSourceError,
-};
-use crate::verify::{self, Expectations, VerifyError};
+use crate::transfer::{discard_partial, Downloader, FetchedFile, FileJob, ProgressEvent};
+use crate::verify::{self, Expectations};
 use tcbackup_signing::clock::Clock;
-use tcbackup_signing::secret::SignedUrl;
+
+mod report;
+mod urls;
+
+pub use report::{CycleReport, Failure, InstanceReport, Published, SetError};
+use urls::{FileUrl, SetUrls};
 
 /// Everything a cycle needs; built once per process (or per reload).
 #[derive(Clone)]
@@ -51,209 +50,6 @@ pub struct SyncContext {
     pub clock: Arc<dyn Clock>,
     /// Where progress goes.
     pub progress: Progress,
-}
-
-/// Why one backup set (or a whole instance) failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SetError {
-    /// The cloud API refused or failed.
-    #[error(transparent)]
-    Api(#[from] ApiError),
-    /// A file could not be downloaded. Every transfer error already names
-    /// its backup and file, so the message is the source's alone.
-    #[error("{source}")]
-    Transfer {
-        /// The file name.
-        file: String,
-        /// Why.
-        #[source]
-        source: TransferError,
-    },
-    /// A downloaded file failed verification; it was discarded.
-    #[error("{file}: verification failed, the download was discarded: {source}")]
-    Verify {
-        /// The file name.
-        file: String,
-        /// Why.
-        #[source]
-        source: VerifyError,
-    },
-    /// The store refused or failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The API gave an unusable answer for this set.
-    #[error("{0}")]
-    Refused(String),
-    /// The run was interrupted.
-    #[error("interrupted")]
-    Cancelled,
-    /// A blocking task died.
-    #[error("internal task failed: {0}")]
-    Task(String),
-}
-
-impl SetError {
-    /// Whether this is an authentication or permission failure (exit 3).
-    pub fn is_auth(&self) -> bool {
-        matches!(self, SetError::Api(e) if e.is_auth())
-    }
-}
-
-/// A set that was published in this cycle.
-#[derive(Debug, Clone)]
-pub struct Published {
-    /// Redis, PostgreSQL base or log.
-    pub kind: BackupKind,
-    /// The API's backup id.
-    pub backup_id: String,
-    /// Where it now lies.
-    pub dir: PathBuf,
-    /// Bytes in the set.
-    pub bytes: u64,
-    /// Files in the set.
-    pub files: usize,
-}
-
-/// A failure inside an instance: one set, or the instance as a whole.
-#[derive(Debug)]
-pub struct Failure {
-    /// The backup, when one set failed; `None` when the instance failed.
-    pub backup_id: Option<String>,
-    /// The kind of that backup.
-    pub kind: Option<BackupKind>,
-    /// What went wrong.
-    pub error: SetError,
-}
-
-/// What one instance did in a cycle.
-#[derive(Debug)]
-pub struct InstanceReport {
-    /// The instance.
-    pub instance_id: String,
-    /// `redis` or `postgres`.
-    pub service: crate::model::Service,
-    /// Finished backups listed in the lookback window.
-    pub listed: usize,
-    /// Backups that were due.
-    pub due: usize,
-    /// Sets published.
-    pub published: Vec<Published>,
-    /// Sets (or the instance) that failed.
-    pub failures: Vec<Failure>,
-    /// Set directories deleted by retention.
-    pub pruned: Vec<String>,
-    /// Why retention did not run, when it did not.
-    pub retention_skipped: Option<String>,
-    /// Published sets on disk after the cycle.
-    pub sets_on_disk: usize,
-    /// Their bytes.
-    pub bytes_on_disk: u64,
-}
-
-impl InstanceReport {
-    /// An empty report for one instance.
-    pub fn new(instance_id: &str, service: crate::model::Service) -> Self {
-        Self {
-            instance_id: instance_id.to_string(),
-            service,
-            listed: 0,
-            due: 0,
-            published: Vec::new(),
-            failures: Vec::new(),
-            pruned: Vec::new(),
-            retention_skipped: None,
-            sets_on_disk: 0,
-            bytes_on_disk: 0,
-        }
-    }
-
-    /// Whether everything due was published.
-    pub fn ok(&self) -> bool {
-        self.failures.is_empty()
-    }
-
-    /// Bytes published in this cycle.
-    pub fn bytes(&self) -> u64 {
-        self.published.iter().map(|p| p.bytes).sum()
-    }
-
-    fn fail(&mut self, backup: Option<&RemoteBackup>, error: SetError) {
-        match backup {
-            Some(b) => {
-                tracing::error!(instance = %self.instance_id, backup_id = %b.backup_id, kind = %b.kind, "backup failed: {error}")
-            }
-            None => tracing::error!(instance = %self.instance_id, "instance failed: {error}"),
-        }
-        self.failures.push(Failure {
-            backup_id: backup.map(|b| b.backup_id.clone()),
-            kind: backup.map(|b| b.kind),
-            error,
-        });
-    }
-}
-
-/// What a cycle did.
-#[derive(Debug)]
-pub struct CycleReport {
-    /// When it started.
-    pub started: DateTime<Utc>,
-    /// How long it took.
-    pub elapsed: Duration,
-    /// Per instance, in config order.
-    pub instances: Vec<InstanceReport>,
-    /// Whether it was interrupted.
-    pub interrupted: bool,
-}
-
-impl CycleReport {
-    /// How the cycle ended: interrupted, an authentication failure, a
-    /// failed set, or success (the precedence is [`Exit::and`]'s).
-    pub fn exit(&self) -> Exit {
-        let failures = self.instances.iter().flat_map(|i| &i.failures);
-        let interrupted = if self.interrupted {
-            Exit::Interrupted
-        } else {
-            Exit::Ok
-        };
-        failures.fold(interrupted, |exit, f| {
-            exit.and(if f.error.is_auth() {
-                Exit::Auth
-            } else {
-                Exit::Failed
-            })
-        })
-    }
-
-    /// Sets published over all instances.
-    pub fn published(&self) -> usize {
-        self.instances.iter().map(|i| i.published.len()).sum()
-    }
-
-    /// Failures over all instances.
-    pub fn failed(&self) -> usize {
-        self.instances.iter().map(|i| i.failures.len()).sum()
-    }
-
-    /// Bytes published over all instances.
-    pub fn bytes(&self) -> u64 {
-        self.instances.iter().map(InstanceReport::bytes).sum()
-    }
-
-    /// A one-paragraph human summary.
-    pub fn summary(&self) -> String {
-        let mut out = format!(
-            "{} set(s) published ({}), {} failed, {} pruned, in {:.1}s",
-            self.published(),
-            crate::progress::human_bytes(self.bytes()),
-            self.failed(),
-            self.instances.iter().map(|i| i.pruned.len()).sum::<usize>(),
-            self.elapsed.as_secs_f64()
-        );
-        if self.interrupted {
-            out.push_str(" (interrupted: partial downloads kept for the next run)");
-        }
-        out
-    }
 }
 
 impl SyncContext {
@@ -747,90 +543,5 @@ async fn show_progress(mut rx: mpsc::Receiver<ProgressEvent>, progress: Progress
             } => progress.note(&file.file_name, &format!("retry {attempt}: {error}")),
             ProgressEvent::Finished { file } => progress.file_finished(&file.file_name),
         }
-    }
-}
-
-/// The latest download URLs of one set, shared by its files so that shards
-/// renewing at the same time make one API call, not one each.
-struct SetUrls {
-    catalog: Catalog,
-    backup: RemoteBackup,
-    lifetime_hours: u32,
-    state: tokio::sync::Mutex<UrlState>,
-}
-
-struct UrlState {
-    /// The newest resolution, by file name.
-    latest: Vec<ResolvedFile>,
-    /// URLs already handed out (a file asking again needs a newer one).
-    handed_out: HashSet<String>,
-}
-
-impl SetUrls {
-    fn new(
-        catalog: Catalog,
-        backup: RemoteBackup,
-        lifetime_hours: u32,
-        first: &[ResolvedFile],
-    ) -> Self {
-        Self {
-            catalog,
-            backup,
-            lifetime_hours,
-            state: tokio::sync::Mutex::new(UrlState {
-                latest: first.to_vec(),
-                handed_out: HashSet::new(),
-            }),
-        }
-    }
-
-    async fn url_for(&self, file_name: &str) -> Result<SignedUrl, UrlSourceError> {
-        let mut state = self.state.lock().await;
-        let cached = state
-            .latest
-            .iter()
-            .find(|f| f.name == file_name)
-            .map(|f| f.url.clone());
-        if let Some(url) = cached {
-            if state.handed_out.insert(url.expose().to_string()) {
-                return Ok(url);
-            }
-        }
-        let fresh = self
-            .catalog
-            .resolve(&self.backup, self.lifetime_hours)
-            .await
-            .map_err(|e| {
-                if e.is_retryable() {
-                    UrlSourceError::retryable(e)
-                } else {
-                    UrlSourceError::fatal(e)
-                }
-            })?;
-        let url = fresh
-            .iter()
-            .find(|f| f.name == file_name)
-            .map(|f| f.url.clone())
-            .ok_or_else(|| {
-                UrlSourceError::fatal(format!(
-                    "the API no longer lists file {file_name:?} of backup {}",
-                    self.backup.backup_id
-                ))
-            })?;
-        state.handed_out.insert(url.expose().to_string());
-        state.latest = fresh;
-        Ok(url)
-    }
-}
-
-/// One file's view of its set's URLs.
-struct FileUrl {
-    set: Arc<SetUrls>,
-    file_name: String,
-}
-
-impl UrlSource for FileUrl {
-    fn fresh_url(&self) -> BoxFuture<'_, Result<SignedUrl, UrlSourceError>> {
-        Box::pin(self.set.url_for(&self.file_name))
     }
 }
