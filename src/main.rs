@@ -32,8 +32,16 @@ fn main() -> ExitCode {
             return Exit::Failed.into();
         }
     };
-    runtime.block_on(run(cli)).into()
+    let exit = runtime.block_on(run(cli));
+    // A blocking task still running (an fsync on a dying disk, a transfer
+    // abandoned after the stop grace) must not hold the exit: the resumable
+    // state is already on disk, and systemd's stop timeout is near.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
+    exit.into()
 }
+
+/// How long the exit waits for blocking tasks still running.
+const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Run the mode `cli` asks for.
 async fn run(cli: Cli) -> Exit {
