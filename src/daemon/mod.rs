@@ -489,3 +489,6 @@ impl Daemon {
         Outcome::Ran(report)
     }
 }
+
+#[cfg(test)]
+mod tests;
