@@ -1,31 +1,24 @@
 //! The daemon as systemd runs it: the real `tcbackup` binary as a child
-//! process against an in-process emulator, with `NOTIFY_SOCKET` pointing at
+//! process (signals, exit codes, readiness, the log format; the event loop's
+//! schedule, reloads, lock and metrics are tested in process, on paused
+//! time, in `src/daemon/tests.rs`) against an in-process emulator, with `NOTIFY_SOCKET` pointing at
 //! a datagram socket the test reads. Every wait is for a condition (a notify
 //! message, a log line, a file) with a bounded timeout; nothing sleeps.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{StatusCode, Uri};
-use axum::routing::post;
-use axum::Router;
-use bytes::Bytes;
-use chrono::Utc;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use tcbackup_core::store::Store;
 use tcbackup_emulator::cos::{Fault, FaultTarget, Repeat};
-use tcbackup_emulator::sample::{self, sample_rdb};
-use tcbackup_emulator::{
-    Emulator, EmulatorOptions, ObjectBody, PgBackupKind, PgInstance, RedisBackupSpec,
-};
+use tcbackup_emulator::sample;
+use tcbackup_emulator::{Emulator, EmulatorOptions, PgBackupKind, PgInstance};
 use tcbackup_signing::clock::{Clock, SystemClock};
 
 /// The longest any single condition may take to come true.
@@ -445,74 +438,7 @@ async fn next_cycle(notify: &Feed, from: usize) -> (usize, String) {
     (i, notify.get(i))
 }
 
-/// Add a finished Redis backup (valid RDB shards) that started a minute ago.
-fn add_redis_backup(emu: &Emulator, id: &str) {
-    let start = emu.clock().now() - chrono::Duration::minutes(1);
-    let mut spec = RedisBackupSpec::finished(id, start);
-    for shard in 1..=sample::SAMPLE_REDIS_SHARDS {
-        let body = sample_rdb(9000 + u64::from(shard), start.timestamp(), shard);
-        spec = spec.file(
-            format!("{id}-{shard}.rdb"),
-            ObjectBody::Bytes(Bytes::from(body)),
-        );
-    }
-    emu.state().add_redis_backup(REDIS, spec).unwrap();
-}
-
-/// A local health-check endpoint that records the paths it is pinged on.
-async fn health_server() -> (String, Arc<Mutex<Vec<String>>>) {
-    let hits: Arc<Mutex<Vec<String>>> = Arc::default();
-    let app = Router::new()
-        .fallback(post(
-            |State(hits): State<Arc<Mutex<Vec<String>>>>, uri: Uri| async move {
-                hits.lock().unwrap().push(uri.path().to_string());
-                StatusCode::OK
-            },
-        ))
-        .with_state(hits.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/hc/3f1a"), hits)
-}
-
 // ---------------------------------------------------------------- tests
-
-/// Requirement 1 (and the health-check wiring): the cycle runs on the
-/// schedule, and a backup added between two cycles is fetched by the second.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_cycles_on_the_schedule_pick_up_a_new_backup() {
-    let s = Setup::new().await;
-    let (hc_url, hits) = health_server().await;
-    s.write_config(&Conf {
-        interval: "3s",
-        healthcheck: Some(hc_url),
-        ..Conf::default()
-    });
-    let daemon = s.spawn(&[], &[]);
-    let (first, status) = next_cycle(&s.notify, 0).await;
-    assert!(status.contains("4 set(s) published"), "{status}");
-    assert_eq!(s.published(REDIS).len(), 4);
-
-    // Between the cycles: a new backup appears.
-    add_redis_backup(&s.emu, "165706342-9999999-new");
-    let (_, status) = next_cycle(&s.notify, first + 1).await;
-    assert!(status.contains("1 set(s) published"), "{status}");
-    assert!(s
-        .published(REDIS)
-        .contains(&"165706342-9999999-new".to_string()));
-
-    let stderr = daemon.stop().await;
-    assert!(
-        !stderr.contains("chmod 600"),
-        "a 0600 config is not warned about:\n{stderr}"
-    );
-    assert_eq!(
-        hits.lock().unwrap()[..4],
-        ["/hc/3f1a/start", "/hc/3f1a", "/hc/3f1a/start", "/hc/3f1a"],
-        "start and success pings for both cycles"
-    );
-}
 
 /// Requirement 2: SIGHUP with a broken file keeps the old configuration
 /// (the error is logged, the process lives, cycles go on); SIGHUP with a
@@ -754,68 +680,6 @@ async fn refused_credentials_never_report_ready() {
         s.notify.all()
     );
     assert!(s.published(REDIS).is_empty());
-}
-
-/// Parse a textfile: `name{labels}` → value.
-fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').unwrap();
-            (series.to_string(), value.parse().unwrap())
-        })
-        .collect()
-}
-
-/// Requirement 5: the metrics file holds the per-instance series and is
-/// replaced by a rename (a new inode, no temporary file left, mode 0644).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_file_holds_the_series_and_is_replaced_atomically() {
-    let s = Setup::new().await;
-    s.write_config(&Conf {
-        pg: true,
-        metrics: true,
-        interval: "3s",
-        ..Conf::default()
-    });
-    let daemon = s.spawn(&[], &[]);
-    let (first, _) = next_cycle(&s.notify, 0).await;
-    let path = s.metrics_path();
-    let m = parse_metrics(&std::fs::read_to_string(&path).unwrap());
-    let redis = |name: &str| m[&format!("{name}{{instance_id=\"{REDIS}\",service=\"redis\"}}")];
-    let pg = |name: &str| m[&format!("{name}{{instance_id=\"{PG}\",service=\"postgres\"}}")];
-    let now = Utc::now().timestamp() as f64;
-    let success = redis("tcbackup_last_success_timestamp_seconds");
-    assert!((now - 120.0..=now).contains(&success), "{success} vs {now}");
-    assert!(pg("tcbackup_last_success_timestamp_seconds") > now - 120.0);
-    assert_eq!(redis("tcbackup_last_run_success"), 1.0);
-    assert_eq!(redis("tcbackup_last_run_sets_published"), 4.0);
-    assert_eq!(redis("tcbackup_sets"), 4.0);
-    assert_eq!(redis("tcbackup_failures_total"), 0.0);
-    assert_eq!(redis("tcbackup_last_run_sets_failed"), 0.0);
-    assert!(redis("tcbackup_last_run_bytes") > 0.0);
-    assert_eq!(redis("tcbackup_bytes"), redis("tcbackup_last_run_bytes"));
-    assert_eq!(pg("tcbackup_sets"), s.published(PG).len() as f64, "{m:#?}");
-    let meta = std::fs::metadata(&path).unwrap();
-    assert_eq!(meta.permissions().mode() & 0o777, 0o644);
-
-    // The second cycle replaces the file by a rename: a new inode.
-    next_cycle(&s.notify, first + 1).await;
-    daemon.stop().await;
-    let after = std::fs::metadata(&path).unwrap();
-    assert_ne!(meta.ino(), after.ino(), "replaced, not rewritten in place");
-    let m2 = parse_metrics(&std::fs::read_to_string(&path).unwrap());
-    let key =
-        format!("tcbackup_last_run_sets_published{{instance_id=\"{REDIS}\",service=\"redis\"}}");
-    assert_eq!(m2[&key], 0.0, "nothing new in the second cycle");
-    let key =
-        format!("tcbackup_last_run_timestamp_seconds{{instance_id=\"{REDIS}\",service=\"redis\"}}");
-    assert!(m2[&key] > m[&key]);
-    let names: Vec<_> = std::fs::read_dir(s.dir.path().join("metrics"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(names, vec!["tcbackup.prom"], "no temporary file left");
 }
 
 /// Requirement 6: `--log-format json` writes JSON lines; text without a
