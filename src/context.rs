@@ -119,6 +119,7 @@ pub async fn build_context(
     let credentials = CredentialProvider::from_chain(&chain_config(&config), clock.clone()).await?;
     let client_config = ClientConfig {
         endpoint: config.api.endpoint.as_ref().map(|u| u.to_string()),
+        site: config.api.site,
         ..ClientConfig::default()
     };
     let client = ApiClient::new(client_config, credentials, clock.clone())?;

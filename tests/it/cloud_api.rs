@@ -717,3 +717,40 @@ async fn an_api_redirect_is_an_error_naming_the_endpoint_and_nothing_reaches_its
         );
     }
 }
+
+#[tokio::test]
+async fn an_endpoint_overrides_the_site_and_a_financial_regions_host() {
+    use tcbackup_core::cloud::Site;
+    let emu = emulator().await;
+    let config = ClientConfig {
+        endpoint: Some(emu.endpoint()),
+        site: Site::Intl,
+        retry: retry(),
+        ..ClientConfig::default()
+    };
+    let client = ApiClient::with_rng(
+        config,
+        keys(emu.secret_id(), emu.secret_key().expose()),
+        Arc::new(SystemClock),
+        Box::new(StdRng::seed_from_u64(9)),
+    )
+    .expect("client");
+    for region in ["ap-guangzhou", "ap-shanghai-fsi"] {
+        assert_eq!(
+            client.endpoint(Service::Redis, Some(region)),
+            format!("{}/", emu.endpoint())
+        );
+        // Signed for, and sent to, the emulator's address: the emulator
+        // answers every region there, as it would through a proxy.
+        let answer: serde_json::Value = client
+            .call(
+                Service::Redis,
+                "DescribeInstances",
+                Some(region),
+                &serde_json::json!({}),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{region}: {e}"));
+        assert_eq!(answer["TotalCount"], 0, "{region}: {answer}");
+    }
+}

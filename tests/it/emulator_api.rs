@@ -43,6 +43,8 @@ struct Req {
     scope_service: Option<String>,
     /// A `Host` header other than the emulator's address.
     host: Option<String>,
+    /// The host the signature covers, when it must differ from the `Host` sent.
+    signed_host: Option<String>,
 }
 
 struct Api {
@@ -105,6 +107,7 @@ impl Api {
             token: None,
             scope_service: None,
             host: None,
+            signed_host: None,
         }
     }
 
@@ -121,11 +124,12 @@ impl Api {
         };
         let scope_service = r.scope_service.clone().unwrap_or(r.service.clone());
         let host = r.host.clone().unwrap_or(self.host.clone());
+        let signed_host = r.signed_host.clone().unwrap_or(host.clone());
         let signature = tc3::sign(
             &SignRequest {
                 method: r.method,
                 query: &r.query,
-                headers: &[("content-type", content_type), ("host", &host)],
+                headers: &[("content-type", content_type), ("host", &signed_host)],
                 payload: body.as_bytes(),
                 unsigned_payload: false,
                 service: &scope_service,
@@ -356,6 +360,88 @@ async fn authentication_failures_have_their_codes() {
     api.call("redis", "DescribeInstances", json!({}))
         .await
         .err("AuthFailure.SecretIdNotFound");
+}
+
+#[tokio::test]
+async fn a_signature_made_for_another_host_is_refused() {
+    let emu = emulator().await;
+    let api = Api::new(&emu);
+    let intl = "redis.intl.tencentcloudapi.com";
+    let china = "redis.tencentcloudapi.com";
+    // (Host sent, host signed): only equal pairs pass.
+    let cases = [
+        (None, Some(intl)),
+        (Some(intl), Some(api.host.as_str())),
+        (Some(intl), Some(china)),
+        (Some(china), Some(intl)),
+        (Some(china), Some("redis.ap-guangzhou.tencentcloudapi.com")),
+    ];
+    for (sent, signed) in cases {
+        let mut r = api.req("redis", "DescribeInstances", json!({}));
+        r.host = sent.map(str::to_string);
+        r.signed_host = signed.map(str::to_string);
+        let a = api.send(&r).await;
+        assert_eq!(a.status, 200);
+        a.err("AuthFailure.SignatureFailure");
+    }
+    // The same requests signed for the host they are sent to are answered.
+    for sent in [None, Some(intl), Some(china)] {
+        let mut r = api.req("redis", "DescribeInstances", json!({}));
+        r.host = sent.map(str::to_string);
+        assert_eq!(api.send(&r).await.ok()["TotalCount"], 0, "{sent:?}");
+    }
+    let mut r = api.req("postgres", "DescribeDBInstances", json!({}));
+    r.host = Some("postgres.intl.tencentcloudapi.com".to_string());
+    api.send(&r).await.ok();
+}
+
+#[tokio::test]
+async fn the_hosts_the_client_picks_are_served_and_the_nearest_host_refuses_financial_regions() {
+    use tcbackup_core::cloud::endpoint::{api_host, Site};
+    let emu = emulator().await;
+    let api = Api::new(&emu);
+    let call = |service: Service, host: String, region: &str| {
+        let (name, action) = match service {
+            Service::Redis => ("redis", "DescribeInstances"),
+            Service::Postgres => ("postgres", "DescribeDBInstances"),
+        };
+        let mut r = api.req(name, action, json!({}));
+        r.host = Some(host);
+        r.region = Some(region.to_string());
+        r
+    };
+    for service in [Service::Redis, Service::Postgres] {
+        for site in Site::ALL {
+            for region in [
+                "ap-guangzhou",
+                "ap-singapore",
+                "ap-shanghai-fsi",
+                "ap-shenzhen-fsi",
+            ] {
+                let host = api_host(service, site, Some(region));
+                let a = api.send(&call(service, host.clone(), region)).await;
+                assert_eq!(
+                    a.code(),
+                    None,
+                    "{service} {site} {region} on {host}: {}",
+                    a.body
+                );
+            }
+            // The site's nearest host does not serve a financial region.
+            let nearest = api_host(service, site, None);
+            let a = api.send(&call(service, nearest, "ap-shanghai-fsi")).await;
+            a.err("UnsupportedRegion");
+        }
+        // A regional host serves its own region only.
+        let fsi = api_host(service, Site::China, Some("ap-shenzhen-fsi"));
+        api.send(&call(service, fsi, "ap-shanghai-fsi"))
+            .await
+            .err("UnsupportedRegion");
+    }
+    // The emulator's own address stands for `[api] endpoint`: every region.
+    let mut r = api.req("redis", "DescribeInstances", json!({}));
+    r.region = Some("ap-shanghai-fsi".to_string());
+    api.send(&r).await.ok();
 }
 
 #[tokio::test]

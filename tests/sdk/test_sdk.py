@@ -45,6 +45,19 @@ def profile(method="POST"):
     return ClientProfile(httpProfile=http)
 
 
+def site_profile(root_domain=None, endpoint=None):
+    # The SDK names (and signs) the real API host, from the site's root
+    # domain or an explicit endpoint, and reaches the emulator as its plain
+    # http proxy: the request still carries `Host: <that host>`.
+    http = HttpProfile(
+        endpoint=endpoint,
+        protocol="http",
+        rootDomain=root_domain,
+        proxy="http://" + ENDPOINT,
+    )
+    return ClientProfile(httpProfile=http)
+
+
 def redis(key=SECRET_KEY, method="POST"):
     cred = credential.Credential(SECRET_ID, key)
     return redis_client.RedisClient(cred, REGION, profile(method))
@@ -149,6 +162,44 @@ class RedisSdk(unittest.TestCase):
             "The provided credentials could not be validated. "
             "Please check your signature is correct.",
         )
+
+
+class SitesAndRegionalHosts(unittest.TestCase):
+    """The hosts tcbackup picks with `[api] site` and for financial regions,
+    as the SDK's own rootDomain and endpoint settings produce them."""
+
+    def cred(self):
+        return credential.Credential(SECRET_ID, SECRET_KEY)
+
+    def test_the_intl_root_domain_is_served_for_both_services(self):
+        profile = site_profile(root_domain="intl.tencentcloudapi.com")
+        client = redis_client.RedisClient(self.cred(), REGION, profile)
+        self.assertEqual(client._get_endpoint(), "redis.intl.tencentcloudapi.com")
+        req = redis_models.DescribeInstancesRequest()
+        req.InstanceIds = [REDIS_INSTANCE]
+        resp = client.DescribeInstances(req)
+        self.assertEqual(resp.TotalCount, 1)
+        pg = postgres_client.PostgresClient(self.cred(), REGION, profile)
+        req = pg_models.DescribeDBInstancesRequest()
+        req.Filters = [pg_filter("db-instance-id", PG_INSTANCE)]
+        self.assertEqual(pg.DescribeDBInstances(req).TotalCount, 1)
+
+    def test_a_financial_region_needs_its_regional_host(self):
+        fsi = "ap-shanghai-fsi"
+        regional = site_profile(endpoint="redis.%s.tencentcloudapi.com" % fsi)
+        client = redis_client.RedisClient(self.cred(), fsi, regional)
+        resp = client.DescribeInstances(redis_models.DescribeInstancesRequest())
+        self.assertEqual(resp.TotalCount, 0)
+        for root in ("tencentcloudapi.com", "intl.tencentcloudapi.com"):
+            nearest = redis_client.RedisClient(self.cred(), fsi, site_profile(root_domain=root))
+            with self.assertRaises(TencentCloudSDKException) as ctx:
+                nearest.DescribeInstances(redis_models.DescribeInstancesRequest())
+            self.assertEqual(ctx.exception.get_code(), "UnsupportedRegion", root)
+        # A regional host serves its own region only.
+        other = redis_client.RedisClient(self.cred(), "ap-shenzhen-fsi", regional)
+        with self.assertRaises(TencentCloudSDKException) as ctx:
+            other.DescribeInstances(redis_models.DescribeInstancesRequest())
+        self.assertEqual(ctx.exception.get_code(), "UnsupportedRegion")
 
 
 class PostgresSdk(unittest.TestCase):

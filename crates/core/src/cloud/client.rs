@@ -3,6 +3,12 @@
 //! attempt re-signed), the re-sign/refresh rules for expired signatures and
 //! tokens, client-side rate limits, and timeouts.
 //!
+//! Where a call goes: with `[api] endpoint` set, to that URL, signing its
+//! host (and port), as the official SDKs do with `HttpProfile(endpoint=…)`;
+//! otherwise to the host `endpoint::api_host` picks for the service, the
+//! site and the call's region. The `Host` header sent is always the one the
+//! signature covers.
+//!
 //! No redirect is followed: a 3xx answer is [`ApiError::Redirect`], naming
 //! the endpoint, and is not retried. Following one would re-send the signed
 //! body and the `X-TC-Token` header to wherever `Location` points (another
@@ -24,6 +30,7 @@ use serde_json::Value;
 
 use crate::backoff::Backoff;
 use crate::cloud::credentials::{CredentialProvider, Credentials};
+use crate::cloud::endpoint::{api_url, Site};
 use crate::cloud::error::{is_rate_limit_code, ApiError, TransportError, TransportKind};
 use crate::cloud::ratelimit::{RateLimiter, RateLimits};
 use crate::cloud::retry::{classify, RetryAction, RetryConfig};
@@ -47,18 +54,15 @@ pub fn api_version(service: Service) -> &'static str {
     }
 }
 
-/// The default endpoint of a service: `https://<service>.tencentcloudapi.com/`.
-pub fn default_endpoint(service: Service) -> String {
-    format!("https://{}.tencentcloudapi.com/", service.as_str())
-}
-
 /// Client settings. Plain data; `Default` talks to the real cloud.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
     /// A base URL used as written for every call of every service (e.g. an
-    /// emulator at `http://127.0.0.1:9000`); `None` uses the per-service
-    /// default endpoint.
+    /// emulator at `http://127.0.0.1:9000`), whatever the site and region;
+    /// `None` uses the host `endpoint::api_host` picks.
     pub endpoint: Option<String>,
+    /// The site whose hosts serve the account (ignored with `endpoint`).
+    pub site: Site,
     /// Time allowed to establish a connection.
     pub connect_timeout: Duration,
     /// Time allowed between two reads of the answer.
@@ -77,6 +81,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         Self {
             endpoint: None,
+            site: Site::China,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
@@ -175,11 +180,11 @@ impl ApiClient {
         &self.inner.credentials
     }
 
-    /// The URL requests for `service` are sent to.
-    pub fn endpoint(&self, service: Service) -> String {
+    /// The URL requests for `service` in `region` are sent to.
+    pub fn endpoint(&self, service: Service, region: Option<&str>) -> String {
         match &self.inner.endpoint {
             Some(url) => url.to_string(),
-            None => default_endpoint(service),
+            None => api_url(service, self.inner.config.site, region),
         }
     }
 
@@ -204,7 +209,7 @@ impl ApiClient {
                 })?,
             );
         let region = region.filter(|r| !r.is_empty());
-        let target = self.target(service)?;
+        let target = self.target(service, region)?;
         let max_attempts = self.inner.config.retry.max_attempts.max(1);
         let mut attempt = 0u32;
         let mut retries = 0u32;
@@ -277,13 +282,17 @@ impl ApiClient {
         self.inner.backoff.delay(base, retry)
     }
 
-    /// Where requests for `service` go, worked out once per call.
-    fn target(&self, service: Service) -> Result<Target, ApiError> {
+    /// Where requests for `service` in `region` go, worked out once per
+    /// call: the URL, and the `Host` that is both sent and signed.
+    fn target(&self, service: Service, region: Option<&str>) -> Result<Target, ApiError> {
         let url = match &self.inner.endpoint {
             Some(url) => url.clone(),
-            None => url::Url::parse(&default_endpoint(service)).map_err(|e| ApiError::Setup {
-                message: format!("default endpoint: {e}"),
-            })?,
+            None => {
+                let text = api_url(service, self.inner.config.site, region);
+                url::Url::parse(&text).map_err(|e| ApiError::Setup {
+                    message: format!("api endpoint {text:?} for region {region:?}: {e}"),
+                })?
+            }
         };
         let host = host_header(&url);
         Ok(Target { url, host })

@@ -371,13 +371,52 @@ fn bad_endpoints_are_setup_errors() {
     )
     .expect("default");
     assert_eq!(
-        c.endpoint(Service::Redis),
+        c.endpoint(Service::Redis, Some("ap-guangzhou")),
         "https://redis.tencentcloudapi.com/"
     );
     assert_eq!(
-        c.endpoint(Service::Postgres),
+        c.endpoint(Service::Postgres, None),
         "https://postgres.tencentcloudapi.com/"
     );
+}
+
+#[test]
+fn the_site_and_a_financial_region_pick_the_host_unless_an_endpoint_overrides() {
+    let client = |endpoint: Option<&str>, site: Site| {
+        let config = ClientConfig {
+            endpoint: endpoint.map(str::to_string),
+            site,
+            ..ClientConfig::default()
+        };
+        ApiClient::new(config, fixed(ID, KEY, None), Arc::new(ManualClock::new())).expect("client")
+    };
+    let intl = client(None, Site::Intl);
+    assert_eq!(
+        intl.endpoint(Service::Redis, Some("ap-singapore")),
+        "https://redis.intl.tencentcloudapi.com/"
+    );
+    assert_eq!(
+        intl.endpoint(Service::Postgres, Some("ap-shanghai-fsi")),
+        "https://postgres.ap-shanghai-fsi.tencentcloudapi.com/"
+    );
+    let target = intl
+        .target(Service::Postgres, Some("ap-shenzhen-fsi"))
+        .expect("target");
+    assert_eq!(target.host, "postgres.ap-shenzhen-fsi.tencentcloudapi.com");
+    let china = client(None, Site::China);
+    let target = china.target(Service::Redis, None).expect("target");
+    assert_eq!(target.host, "redis.tencentcloudapi.com");
+    assert_eq!(target.url.as_str(), "https://redis.tencentcloudapi.com/");
+    // The endpoint overrides the site and the region, host and all.
+    let pinned = client(Some("http://127.0.0.1:9000"), Site::Intl);
+    for region in [None, Some("ap-shanghai-fsi")] {
+        assert_eq!(
+            pinned.endpoint(Service::Redis, region),
+            "http://127.0.0.1:9000/"
+        );
+        let target = pinned.target(Service::Redis, region).expect("target");
+        assert_eq!(target.host, "127.0.0.1:9000");
+    }
 }
 
 #[test]

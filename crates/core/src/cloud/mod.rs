@@ -2,6 +2,7 @@
 //! API's time strings are `tcbackup_signing::{tc3, times}`).
 //!
 //! - `credentials`: the credential chain and the provider read at signing time.
+//! - `endpoint`: which host serves a call (site, regional hosts).
 //! - `client`: one signed call with envelope parsing, retries, rate limits.
 //! - `error`, `retry`, `ratelimit`: the client's error type and policies.
 //! - `redis`, `postgres`: typed requests and answers, paging, windows.
@@ -10,6 +11,7 @@
 pub mod catalog;
 pub mod client;
 pub mod credentials;
+pub mod endpoint;
 pub mod error;
 pub mod paging;
 pub mod postgres;
@@ -23,5 +25,6 @@ pub(crate) mod testutil;
 pub use catalog::Catalog;
 pub use client::{ApiClient, ClientConfig};
 pub use credentials::{CredentialProvider, Credentials, CredentialsError};
+pub use endpoint::Site;
 pub use error::ApiError;
 pub use tcbackup_signing::times::ApiTimeZone;

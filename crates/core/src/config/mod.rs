@@ -40,6 +40,7 @@ use crate::model::{BackupKind, Service};
 use crate::private_files::FileModes;
 use crate::retention::Policy;
 use tcbackup_signing::secret::Secret;
+pub use tcbackup_signing::service::Site;
 
 /// Where the daemon looks for its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/tcbackup/tcbackup.toml";
@@ -86,8 +87,11 @@ pub struct Config {
 /// `[api]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApiConfig {
-    /// Base URL for every API call instead of `https://<service>.tencentcloudapi.com`.
+    /// Base URL for every API call instead of the site's or region's host;
+    /// overrides `site`.
     pub endpoint: Option<Url>,
+    /// The site whose API hosts serve the account (default China).
+    pub site: Site,
     /// Accept `http://` download URLs (emulators only).
     pub allow_http_downloads: bool,
     /// Region of instances that name none.

@@ -51,6 +51,7 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawApi {
     pub endpoint: Option<Spanned<String>>,
+    pub site: Option<Spanned<String>>,
     pub allow_http_downloads: Option<Spanned<bool>>,
     pub region: Option<Spanned<String>>,
     pub metadata_url: Option<Spanned<String>>,
@@ -176,6 +177,7 @@ const API: Section = Section {
             Shape::Str,
             "\"https://redis.tencentcloudapi.com\"",
         ),
+        ("site", Shape::Str, "\"china\""),
         ("allow_http_downloads", Shape::Bool, "false"),
         ("region", Shape::Str, "\"ap-guangzhou\""),
         (

@@ -21,6 +21,7 @@ use crate::duration::{format_duration, parse_duration};
 use crate::model::{BackupKind, Service};
 use crate::retention::{Policy, CHINA_STANDARD_TIME};
 use tcbackup_signing::secret::Secret;
+use tcbackup_signing::service::Site;
 
 const DEFAULT_LOOKBACK: Duration = Duration::from_secs(7 * 86_400);
 const DEFAULT_PARTIAL_GRACE: Duration = Duration::from_secs(7 * 86_400);
@@ -460,6 +461,29 @@ impl Validator<'_> {
         }
     }
 
+    /// `site = "china" | "intl"`; anything else is an error naming both.
+    fn site(&mut self, value: &Spanned<String>, place: Place<'_>) -> Site {
+        if let Some(site) = Site::from_name(value.get_ref()) {
+            return site;
+        }
+        let accepted = Site::ALL
+            .iter()
+            .map(|site| format!("\"{site}\""))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        self.error(
+            value,
+            place,
+            "site",
+            format!(
+                "{} {:?} is not a site; write {accepted} (\"china\" calls <service>.tencentcloudapi.com, \"intl\" <service>.intl.tencentcloudapi.com)",
+                place.name("site"),
+                value.get_ref()
+            ),
+        );
+        Site::default()
+    }
+
     fn region(&mut self, value: &Spanned<String>, place: Place<'_>) -> Option<String> {
         let region = value.get_ref().trim();
         let valid = !region.is_empty()
@@ -494,6 +518,10 @@ impl Validator<'_> {
                 .endpoint
                 .as_ref()
                 .and_then(|value| self.http_url(value, place, "endpoint", true)),
+            site: api
+                .site
+                .as_ref()
+                .map_or(Site::default(), |value| self.site(value, place)),
             allow_http_downloads: api
                 .allow_http_downloads
                 .as_ref()

@@ -1,12 +1,14 @@
 //! The API 3.0 fake on path `/`: routing by `X-TC-Action` / `X-TC-Version`,
 //! the service from the host (`redis.…`, `postgres.…`) or else from the
-//! credential scope, signature checking, faults, rate limits, then the
-//! Redis or PostgreSQL action. Every processed request is answered with
+//! credential scope, signature checking (over the `Host` the request
+//! carries, so a signature made for another host fails), the host's region
+//! rules (`host`), faults, rate limits, then the Redis or PostgreSQL action. Every processed request is answered with
 //! HTTP 200, `Content-Type: application/json` and the
 //! `{"Response":{…,"RequestId":…}}` envelope (reference §1.2, §10.1).
 
 pub(crate) mod auth;
 pub mod faults;
+pub(crate) mod host;
 pub(crate) mod params;
 pub(crate) mod postgres;
 pub(crate) mod ratelimit;
@@ -146,18 +148,6 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The service named by a `redis.…` / `postgres.…` host.
-fn service_from_host(host: &str) -> Option<Service> {
-    let host = host.trim().to_ascii_lowercase();
-    if host.starts_with("redis.") {
-        Some(Service::Redis)
-    } else if host.starts_with("postgres.") {
-        Some(Service::Postgres)
-    } else {
-        None
-    }
-}
-
 fn service_from_name(name: &str) -> Option<Service> {
     match name {
         "redis" => Some(Service::Redis),
@@ -235,8 +225,9 @@ fn authenticate_and_run(
         )
     })?;
     let auth = auth::parse_authorization(authorization)?;
-    let host_service = header_str(headers, "host").and_then(service_from_host);
-    let service_name = match host_service {
+    let host_name = header_str(headers, "host").unwrap_or("");
+    let api_host = host::parse(host_name);
+    let service_name = match api_host.service {
         Some(service) => service.as_str().to_string(),
         None => auth.service.clone(),
     };
@@ -290,6 +281,7 @@ fn authenticate_and_run(
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .map(str::to_string);
+    host::check_region(host_name, &api_host.front, region.as_deref())?;
     {
         let mut world = ctx.state.lock();
         if let Some(fault) = world.take_fault(action) {

@@ -659,3 +659,34 @@ fn group_readable_defaults_to_owner_only_and_must_be_a_bool() {
         "a misspelling names the key: {found:#?}"
     );
 }
+
+#[test]
+fn the_api_site_is_china_by_default_intl_when_asked_and_nothing_else() {
+    assert_eq!(load(MINIMAL).unwrap().api.site, Site::China);
+    let site = |value: &str| MINIMAL.to_string() + &format!("[api]\nsite = \"{value}\"\n");
+    assert_eq!(load(&site("intl")).unwrap().api.site, Site::Intl);
+    assert_eq!(load(&site("china")).unwrap().api.site, Site::China);
+    let with_endpoint =
+        MINIMAL.to_string() + "[api]\nsite = \"intl\"\nendpoint = \"http://127.0.0.1:9000\"\n";
+    let config = load(&with_endpoint).unwrap();
+    assert_eq!(config.api.site, Site::Intl);
+    assert!(config.api.endpoint.is_some());
+    for bad in ["international", "China", ""] {
+        let found = problems(&site(bad));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0].contains(&format!(
+                ":11: `site` in [api] {bad:?} is not a site; write \"china\" or \"intl\""
+            )),
+            "{found:#?}"
+        );
+    }
+    let typo = problems(&(MINIMAL.to_string() + "[api]\nsites = \"intl\"\n"));
+    assert!(
+        typo[0].contains(":11: unknown key `sites` in [api] (did you mean `site`?)"),
+        "{typo:#?}"
+    );
+    let not_text = problems(&(MINIMAL.to_string() + "[api]\nsite = 1\n"));
+    assert!(not_text[0].contains(":11:"), "{not_text:#?}");
+    assert!(not_text[0].contains("site"), "{not_text:#?}");
+}
