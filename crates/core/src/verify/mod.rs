@@ -7,6 +7,7 @@
 //! the transfer computed while streaming, so a file is read at most once more
 //! (and not at all unless it is an RDB file).
 
+pub mod archive;
 pub mod crc64;
 pub mod digest;
 pub mod rdb;

@@ -1,0 +1,793 @@
+//! Streaming content check of a PostgreSQL backup archive: the compression
+//! framing (each gzip member's header, deflate stream, CRC-32 and ISIZE) and
+//! the tar headers inside (header checksum, size, end-of-archive blocks).
+//!
+//! [`ArchiveChecker`] is fed the file's bytes in order, in pieces of any
+//! size, by whoever is already reading them (the transfer's inline or
+//! trailing hasher, or `verify_file`): the file is never read a second time
+//! for it. Memory is bounded: one output buffer for the decompressor and one
+//! 512-byte tar header; tar entry data is skipped, not kept. The first
+//! problem found is latched and later bytes are ignored.
+//!
+//! Which check applies is chosen from the file name
+//! ([`ArchiveFormat::from_file_name`]): `.tar.gz` and `.tgz` are checked;
+//! any other name is not, and [`ContentCheck::NotChecked`] says so.
+
+use flate2::{Crc, Decompress, FlushDecompress, Status};
+
+/// Size of a tar block.
+const BLOCK: usize = 512;
+/// Decompressed bytes produced per `decompress` call.
+const OUT_CHUNK: usize = 64 * 1024;
+
+/// An archive format this module checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    /// A tar archive compressed with gzip (one or more members).
+    TarGz,
+}
+
+impl ArchiveFormat {
+    /// The format a file name says, or `None` for a name this module does
+    /// not check.
+    pub fn from_file_name(name: &str) -> Option<Self> {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".tar.gz") || lower.ends_with(".tgz") {
+            Some(Self::TarGz)
+        } else {
+            None
+        }
+    }
+
+    /// How the manifest names the format.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TarGz => "tar.gz",
+        }
+    }
+
+    /// The checks a passing file of this format passed, as the manifest
+    /// records them.
+    pub fn checks(self) -> &'static [&'static str] {
+        match self {
+            Self::TarGz => &["gzip CRC-32 and length", "tar headers"],
+        }
+    }
+}
+
+/// The checks that do not apply to a file whose name names no known
+/// archive format, as the manifest records them.
+pub const SKIPPED_UNKNOWN: &[&str] = &["compression framing", "tar headers"];
+
+/// What the content check of one file found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentCheck {
+    /// The name names no archive format: nothing was checked.
+    NotChecked,
+    /// The archive was checked.
+    Archive(Result<ArchiveSummary, ArchiveError>),
+}
+
+/// A well-formed archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveSummary {
+    /// Its format.
+    pub format: ArchiveFormat,
+    /// Compressed members (gzip members).
+    pub members: u32,
+    /// Tar entries (headers, including long-name and pax headers).
+    pub entries: u64,
+    /// Decompressed bytes.
+    pub uncompressed: u64,
+}
+
+/// What is wrong with an archive. Offsets into the compressed file are
+/// "offset", into the decompressed tar stream "tar offset".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ArchiveError {
+    /// The file is empty.
+    #[error("empty file, not a gzip archive")]
+    Empty,
+    /// A gzip member does not start with the gzip magic and deflate method.
+    #[error("not a gzip member at offset {offset}")]
+    GzipBadHeader {
+        /// Where the member starts.
+        offset: u64,
+    },
+    /// The deflate data of a gzip member is corrupt.
+    #[error("corrupt deflate data in the gzip member starting at offset {member}")]
+    GzipCorrupt {
+        /// Where the member starts.
+        member: u64,
+    },
+    /// A gzip member's trailer disagrees with its content's CRC-32.
+    #[error("gzip CRC-32 mismatch in the member starting at offset {member}: trailer {expected:#010x}, content {actual:#010x}")]
+    GzipCrcMismatch {
+        /// Where the member starts.
+        member: u64,
+        /// The CRC-32 in the trailer.
+        expected: u32,
+        /// The CRC-32 of the decompressed content.
+        actual: u32,
+    },
+    /// A gzip member's trailer disagrees with its content's length.
+    #[error("gzip length mismatch in the member starting at offset {member}: trailer {expected}, content {actual} (mod 2^32)")]
+    GzipLengthMismatch {
+        /// Where the member starts.
+        member: u64,
+        /// ISIZE from the trailer.
+        expected: u32,
+        /// The decompressed length modulo 2^32.
+        actual: u32,
+    },
+    /// The file ends inside a gzip member.
+    #[error("gzip data is truncated: the file ends inside the member starting at offset {member}")]
+    GzipTruncated {
+        /// Where the last member starts.
+        member: u64,
+    },
+    /// A tar header's checksum field disagrees with the header.
+    #[error("tar header checksum mismatch at tar offset {offset}")]
+    TarHeaderChecksum {
+        /// Where the header starts in the decompressed stream.
+        offset: u64,
+    },
+    /// A tar header's size field is not a number.
+    #[error("tar header with an unreadable size field at tar offset {offset}")]
+    TarBadSize {
+        /// Where the header starts in the decompressed stream.
+        offset: u64,
+    },
+    /// The tar stream ends before its two zero blocks.
+    #[error("tar archive is truncated at tar offset {offset} (no end-of-archive blocks)")]
+    TarTruncated {
+        /// The length of the decompressed stream.
+        offset: u64,
+    },
+    /// Non-zero bytes follow the tar end-of-archive blocks.
+    #[error("data after the tar end-of-archive blocks at tar offset {offset}")]
+    TarTrailingData {
+        /// Where the stray data starts.
+        offset: u64,
+    },
+}
+
+/// Walks tar headers over the decompressed stream, keeping one header.
+#[derive(Debug)]
+struct TarWalker {
+    /// Bytes of the decompressed stream seen.
+    pos: u64,
+    /// Entry data (rounded up to whole blocks) still to skip.
+    skip: u64,
+    header: [u8; BLOCK],
+    filled: usize,
+    /// Consecutive zero blocks seen where a header was expected.
+    zero_blocks: u8,
+    entries: u64,
+}
+
+impl TarWalker {
+    fn new() -> Self {
+        Self {
+            pos: 0,
+            skip: 0,
+            header: [0; BLOCK],
+            filled: 0,
+            zero_blocks: 0,
+            entries: 0,
+        }
+    }
+
+    fn ended(&self) -> bool {
+        self.zero_blocks >= 2
+    }
+
+    fn update(&mut self, mut bytes: &[u8]) -> Result<(), ArchiveError> {
+        while !bytes.is_empty() {
+            if self.ended() {
+                // Writers pad the archive to a record size with zeros.
+                if let Some(i) = bytes.iter().position(|&b| b != 0) {
+                    return Err(ArchiveError::TarTrailingData {
+                        offset: self.pos + i as u64,
+                    });
+                }
+                self.pos += bytes.len() as u64;
+                return Ok(());
+            }
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len() as u64) as usize;
+                self.skip -= n as u64;
+                self.pos += n as u64;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (BLOCK - self.filled).min(bytes.len());
+            self.header[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
+            self.filled += n;
+            self.pos += n as u64;
+            bytes = &bytes[n..];
+            if self.filled == BLOCK {
+                self.filled = 0;
+                self.header_done(self.pos - BLOCK as u64)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn header_done(&mut self, offset: u64) -> Result<(), ArchiveError> {
+        let h = &self.header;
+        if h.iter().all(|&b| b == 0) {
+            self.zero_blocks += 1;
+            return Ok(());
+        }
+        if self.zero_blocks > 0 {
+            // A lone zero block inside the archive: GNU tar reads on.
+            self.zero_blocks = 0;
+        }
+        let stored =
+            parse_number(&h[148..156]).ok_or(ArchiveError::TarHeaderChecksum { offset })?;
+        let unsigned: u64 = h
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u64::from(b)
+                }
+            })
+            .sum();
+        // Some old writers summed signed bytes.
+        let signed: i64 = h
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    i64::from(b as i8)
+                }
+            })
+            .sum();
+        if stored != unsigned && i64::try_from(stored).ok() != Some(signed) {
+            return Err(ArchiveError::TarHeaderChecksum { offset });
+        }
+        let size = parse_number(&h[124..136]).ok_or(ArchiveError::TarBadSize { offset })?;
+        // Links, directories and devices carry no data whatever the field says.
+        let typeflag = h[156];
+        let has_data = !matches!(typeflag, b'1' | b'2' | b'3' | b'4' | b'5' | b'6');
+        self.skip = if has_data {
+            size.div_ceil(BLOCK as u64)
+                .checked_mul(BLOCK as u64)
+                .ok_or(ArchiveError::TarBadSize { offset })?
+        } else {
+            0
+        };
+        self.entries += 1;
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<u64, ArchiveError> {
+        if self.ended() {
+            Ok(self.entries)
+        } else {
+            Err(ArchiveError::TarTruncated { offset: self.pos })
+        }
+    }
+}
+
+/// A tar numeric field: octal digits (space or NUL terminated, leading
+/// spaces allowed) or GNU base-256 (high bit of the first byte set).
+fn parse_number(field: &[u8]) -> Option<u64> {
+    let first = *field.first()?;
+    if first & 0x80 != 0 {
+        if first & 0x40 != 0 {
+            return None; // negative
+        }
+        let mut v: u64 = u64::from(first & 0x3f);
+        for &b in &field[1..] {
+            v = v.checked_mul(256)?.checked_add(u64::from(b))?;
+        }
+        return Some(v);
+    }
+    let trimmed = field
+        .iter()
+        .skip_while(|&&b| b == b' ')
+        .take_while(|&&b| b != 0 && b != b' ');
+    let mut v: u64 = 0;
+    let mut digits = 0;
+    for &b in trimmed {
+        if !(b'0'..=b'7').contains(&b) {
+            return None;
+        }
+        v = v.checked_mul(8)?.checked_add(u64::from(b - b'0'))?;
+        digits += 1;
+    }
+    (digits > 0).then_some(v)
+}
+
+/// Where the gzip parser is within the current member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GzState {
+    /// The fixed 10 bytes (`need` still to come).
+    Fixed,
+    /// FEXTRA's two length bytes.
+    ExtraLen,
+    /// FEXTRA's data.
+    Extra(u32),
+    /// FNAME, up to its NUL.
+    Name,
+    /// FCOMMENT, up to its NUL.
+    Comment,
+    /// FHCRC's two bytes.
+    HeaderCrc,
+    /// The deflate stream.
+    Deflate,
+    /// The 8-byte trailer.
+    Trailer,
+    /// Between members: the next byte starts one, or the file ends.
+    Between,
+}
+
+/// The streaming checker of one archive.
+pub struct ArchiveChecker {
+    format: ArchiveFormat,
+    /// Compressed bytes seen.
+    pos: u64,
+    state: GzState,
+    /// Small fixed fields being gathered (header, extra length, trailer).
+    field: [u8; 10],
+    filled: usize,
+    flags: u8,
+    member_start: u64,
+    members: u32,
+    inflate: Decompress,
+    crc: Crc,
+    out: Vec<u8>,
+    tar: TarWalker,
+    uncompressed: u64,
+    error: Option<ArchiveError>,
+}
+
+impl std::fmt::Debug for ArchiveChecker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveChecker")
+            .field("format", &self.format)
+            .field("pos", &self.pos)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+const FHCRC: u8 = 0x02;
+const FEXTRA: u8 = 0x04;
+const FNAME: u8 = 0x08;
+const FCOMMENT: u8 = 0x10;
+
+impl ArchiveChecker {
+    /// A checker for a file of `format`.
+    pub fn new(format: ArchiveFormat) -> Self {
+        Self {
+            format,
+            pos: 0,
+            state: GzState::Fixed,
+            field: [0; 10],
+            filled: 0,
+            flags: 0,
+            member_start: 0,
+            members: 0,
+            inflate: Decompress::new(false),
+            crc: Crc::new(),
+            out: vec![0; OUT_CHUNK],
+            tar: TarWalker::new(),
+            uncompressed: 0,
+            error: None,
+        }
+    }
+
+    /// Feed the next bytes of the file.
+    pub fn update(&mut self, bytes: &[u8]) {
+        if self.error.is_none() {
+            if let Err(e) = self.feed(bytes) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// Gather `want` bytes into `field`; true once complete.
+    fn gather(&mut self, bytes: &mut &[u8], want: usize) -> bool {
+        let n = (want - self.filled).min(bytes.len());
+        self.field[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
+        self.filled += n;
+        self.pos += n as u64;
+        *bytes = &bytes[n..];
+        if self.filled == want {
+            self.filled = 0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// After the fixed header or an optional field: the next optional field.
+    fn next_header_state(&mut self) {
+        self.state = if self.flags & FNAME != 0 {
+            self.flags &= !FNAME;
+            GzState::Name
+        } else if self.flags & FCOMMENT != 0 {
+            self.flags &= !FCOMMENT;
+            GzState::Comment
+        } else if self.flags & FHCRC != 0 {
+            self.flags &= !FHCRC;
+            GzState::HeaderCrc
+        } else {
+            self.inflate.reset(false);
+            self.crc.reset();
+            GzState::Deflate
+        };
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) -> Result<(), ArchiveError> {
+        while !bytes.is_empty() {
+            match self.state {
+                GzState::Between => {
+                    if bytes[0] != 0x1f {
+                        return Err(ArchiveError::GzipBadHeader { offset: self.pos });
+                    }
+                    self.member_start = self.pos;
+                    self.state = GzState::Fixed;
+                }
+                GzState::Fixed => {
+                    if self.gather(&mut bytes, 10) {
+                        let h = self.field;
+                        if h[0] != 0x1f || h[1] != 0x8b || h[2] != 8 || h[3] & 0xe0 != 0 {
+                            return Err(ArchiveError::GzipBadHeader {
+                                offset: self.member_start,
+                            });
+                        }
+                        self.flags = h[3];
+                        if self.flags & FEXTRA != 0 {
+                            self.state = GzState::ExtraLen;
+                        } else {
+                            self.next_header_state();
+                        }
+                    }
+                }
+                GzState::ExtraLen => {
+                    if self.gather(&mut bytes, 2) {
+                        let len = u32::from(u16::from_le_bytes([self.field[0], self.field[1]]));
+                        self.state = GzState::Extra(len);
+                    }
+                }
+                GzState::Extra(left) => {
+                    let n = (left as usize).min(bytes.len());
+                    self.pos += n as u64;
+                    bytes = &bytes[n..];
+                    let left = left - n as u32;
+                    if left == 0 {
+                        self.next_header_state();
+                    } else {
+                        self.state = GzState::Extra(left);
+                    }
+                }
+                GzState::Name | GzState::Comment => match bytes.iter().position(|&b| b == 0) {
+                    Some(i) => {
+                        self.pos += i as u64 + 1;
+                        bytes = &bytes[i + 1..];
+                        self.next_header_state();
+                    }
+                    None => {
+                        self.pos += bytes.len() as u64;
+                        bytes = &[];
+                    }
+                },
+                GzState::HeaderCrc => {
+                    if self.gather(&mut bytes, 2) {
+                        self.next_header_state();
+                    }
+                }
+                GzState::Deflate => {
+                    let consumed = self.inflate_some(bytes)?;
+                    self.pos += consumed as u64;
+                    bytes = &bytes[consumed..];
+                }
+                GzState::Trailer => {
+                    if self.gather(&mut bytes, 8) {
+                        let f = self.field;
+                        let expected = u32::from_le_bytes([f[0], f[1], f[2], f[3]]);
+                        let isize = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
+                        let member = self.member_start;
+                        if expected != self.crc.sum() {
+                            return Err(ArchiveError::GzipCrcMismatch {
+                                member,
+                                expected,
+                                actual: self.crc.sum(),
+                            });
+                        }
+                        if isize != self.crc.amount() {
+                            return Err(ArchiveError::GzipLengthMismatch {
+                                member,
+                                expected: isize,
+                                actual: self.crc.amount(),
+                            });
+                        }
+                        self.members += 1;
+                        self.state = GzState::Between;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Run the inflater over `input` until it is consumed or the member's
+    /// deflate stream ends; returns the input bytes consumed.
+    fn inflate_some(&mut self, input: &[u8]) -> Result<usize, ArchiveError> {
+        let member = self.member_start;
+        let mut used = 0usize;
+        loop {
+            let (in_before, out_before) = (self.inflate.total_in(), self.inflate.total_out());
+            let status = self
+                .inflate
+                .decompress(&input[used..], &mut self.out, FlushDecompress::None)
+                .map_err(|_| ArchiveError::GzipCorrupt { member })?;
+            let took = (self.inflate.total_in() - in_before) as usize;
+            let made = (self.inflate.total_out() - out_before) as usize;
+            used += took;
+            if made > 0 {
+                let out = &self.out[..made];
+                self.crc.update(out);
+                self.uncompressed += made as u64;
+                self.tar.update(out)?;
+            }
+            match status {
+                Status::StreamEnd => {
+                    self.state = GzState::Trailer;
+                    return Ok(used);
+                }
+                Status::Ok | Status::BufError => {
+                    // Input used up and no output pending: wait for more.
+                    if used == input.len() && made < self.out.len() {
+                        return Ok(used);
+                    }
+                    if took == 0 && made == 0 {
+                        return Err(ArchiveError::GzipCorrupt { member });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The verdict once the whole file was fed.
+    pub fn finish(self) -> Result<ArchiveSummary, ArchiveError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        match self.state {
+            GzState::Between => {}
+            GzState::Fixed if self.pos == 0 => return Err(ArchiveError::Empty),
+            _ => {
+                return Err(ArchiveError::GzipTruncated {
+                    member: self.member_start,
+                })
+            }
+        }
+        let entries = self.tar.finish()?;
+        Ok(ArchiveSummary {
+            format: self.format,
+            members: self.members,
+            entries,
+            uncompressed: self.uncompressed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn tar_bytes(files: &[(&str, usize)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, len) in files {
+            let data: Vec<u8> = (0..*len).map(|i| (i % 251) as u8).collect();
+            let mut header = tar::Header::new_gnu();
+            header.set_size(*len as u64);
+            header.set_mode(0o600);
+            header.set_cksum();
+            builder.append_data(&mut header, name, &data[..]).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn gzip_named(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::GzBuilder::new()
+            .filename("base.tar")
+            .comment("pg")
+            .extra(vec![1, 2, 3])
+            .write(Vec::new(), flate2::Compression::default());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn check(bytes: &[u8], piece: usize) -> Result<ArchiveSummary, ArchiveError> {
+        let mut c = ArchiveChecker::new(ArchiveFormat::TarGz);
+        for chunk in bytes.chunks(piece.max(1)) {
+            c.update(chunk);
+        }
+        c.finish()
+    }
+
+    fn sample() -> Vec<u8> {
+        tar_bytes(&[("PG_VERSION", 3), ("base/1/1259", 200_000), ("empty", 0)])
+    }
+
+    #[test]
+    fn names_choose_the_format() {
+        assert_eq!(
+            ArchiveFormat::from_file_name("a_base.tar.gz"),
+            Some(ArchiveFormat::TarGz)
+        );
+        assert_eq!(
+            ArchiveFormat::from_file_name("A.TGZ"),
+            Some(ArchiveFormat::TarGz)
+        );
+        assert_eq!(ArchiveFormat::from_file_name("x.tar.zst"), None);
+        assert_eq!(ArchiveFormat::from_file_name("dump.rdb"), None);
+    }
+
+    #[test]
+    fn good_archive_passes_in_any_pieces() {
+        let tar = sample();
+        let gz = gzip(&tar);
+        for piece in [1, 7, 512, 4096, gz.len()] {
+            let s = check(&gz, piece).unwrap();
+            assert_eq!(s.members, 1);
+            assert_eq!(s.entries, 3);
+            assert_eq!(s.uncompressed, tar.len() as u64);
+        }
+        // Header with FEXTRA, FNAME and FCOMMENT.
+        assert_eq!(check(&gzip_named(&tar), 3).unwrap().entries, 3);
+    }
+
+    #[test]
+    fn concatenated_members_are_one_stream() {
+        let tar = sample();
+        let (a, b) = tar.split_at(1000);
+        let mut gz = gzip(a);
+        gz.extend(gzip_named(b));
+        let s = check(&gz, 333).unwrap();
+        assert_eq!(s.members, 2);
+        assert_eq!(s.entries, 3);
+    }
+
+    #[test]
+    fn crc_and_length_mismatches_are_named() {
+        let gz = gzip(&sample());
+        let n = gz.len();
+        let mut bad = gz.clone();
+        bad[n - 8] ^= 1;
+        assert!(matches!(
+            check(&bad, 4096),
+            Err(ArchiveError::GzipCrcMismatch { member: 0, .. })
+        ));
+        let e = check(&bad, 4096).unwrap_err().to_string();
+        assert!(e.contains("gzip CRC-32 mismatch"), "{e}");
+        let mut bad = gz;
+        bad[n - 1] ^= 1;
+        assert!(matches!(
+            check(&bad, 4096),
+            Err(ArchiveError::GzipLengthMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn corrupt_deflate_or_header_fails() {
+        let gz = gzip(&sample());
+        let mut bad = gz.clone();
+        bad[0] = 0x1e;
+        assert_eq!(
+            check(&bad, 100),
+            Err(ArchiveError::GzipBadHeader { offset: 0 })
+        );
+        // Flip bits in the middle of the deflate data: either the deflate
+        // stream or the CRC catches it, never a pass.
+        let mut bad = gz;
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0xff;
+        bad[mid + 1] ^= 0x55;
+        assert!(check(&bad, 100).is_err());
+        assert_eq!(check(&[], 1), Err(ArchiveError::Empty));
+    }
+
+    #[test]
+    fn truncation_is_caught_everywhere() {
+        let gz = gzip(&sample());
+        for cut in [5, 11, gz.len() / 2, gz.len() - 4, gz.len() - 1] {
+            assert!(
+                matches!(
+                    check(&gz[..cut], 1000),
+                    Err(ArchiveError::GzipTruncated { member: 0 })
+                ),
+                "cut at {cut}"
+            );
+        }
+        // A whole gzip of a tar cut short: the tar walker notices.
+        let tar = sample();
+        let gz = gzip(&tar[..tar.len() - 1024]);
+        assert!(matches!(
+            check(&gz, 1000),
+            Err(ArchiveError::TarTruncated { .. })
+        ));
+    }
+
+    #[test]
+    fn trailing_garbage_after_a_member_fails() {
+        let mut gz = gzip(&sample());
+        gz.extend_from_slice(b"junk");
+        assert!(matches!(
+            check(&gz, 1000),
+            Err(ArchiveError::GzipBadHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn tar_header_checksum_is_checked_with_its_offset() {
+        let mut tar = sample();
+        // The second header: after the first (512) and its 3 data bytes (512).
+        tar[1024 + 10] ^= 0x01;
+        let e = check(&gzip(&tar), 777).unwrap_err();
+        assert_eq!(e, ArchiveError::TarHeaderChecksum { offset: 1024 });
+        assert!(e.to_string().contains("tar header checksum"), "{e}");
+        // A bad size field, with a checksum made to match.
+        let mut tar = sample();
+        tar[124..136].copy_from_slice(b"99999999999\0");
+        let sum: u32 = tar[..512]
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u32::from(b)
+                }
+            })
+            .sum();
+        tar[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        assert_eq!(
+            check(&gzip(&tar), 512),
+            Err(ArchiveError::TarBadSize { offset: 0 })
+        );
+    }
+
+    #[test]
+    fn data_after_the_end_blocks_fails_but_zero_padding_passes() {
+        let mut tar = sample();
+        tar.extend_from_slice(&[0u8; 10240]);
+        assert!(check(&gzip(&tar), 4096).is_ok());
+        tar.push(7);
+        assert!(matches!(
+            check(&gzip(&tar), 4096),
+            Err(ArchiveError::TarTrailingData { .. })
+        ));
+    }
+
+    #[test]
+    fn numbers_parse_octal_and_base256() {
+        assert_eq!(parse_number(b"00000000012\0"), Some(10));
+        assert_eq!(parse_number(b"     12 \0\0\0\0"), Some(10));
+        assert_eq!(parse_number(b"0000008\0"), None);
+        assert_eq!(parse_number(b"\0\0\0\0"), None);
+        let mut big = [0u8; 12];
+        big[0] = 0x80;
+        big[11] = 1;
+        big[10] = 1;
+        assert_eq!(parse_number(&big), Some(257));
+    }
+}
