@@ -425,7 +425,9 @@ fn redis_backup(
 }
 
 /// Add a finished PostgreSQL base backup of `len` generated (pseudo-random,
-/// not a tar) bytes to `instance_id`, for throughput benchmarks.
+/// not a tar) bytes to `instance_id`, for throughput benchmarks. Its name
+/// ends in `.generated`, not `.tar.gz`: tcbackup checks the content of a
+/// file named as an archive, and these bytes are none.
 pub fn add_generated_pg_base_backup(
     state: &EmulatorState,
     instance_id: &str,
@@ -440,7 +442,7 @@ pub fn add_generated_pg_base_backup(
             PgBackupKind::Base,
             backup_id,
             start,
-            format!("manual-{}.tar.gz", compact(start)),
+            format!("manual-{}.generated", compact(start)),
             ObjectBody::Generated { seed, len },
         ),
     )

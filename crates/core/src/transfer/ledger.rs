@@ -249,11 +249,12 @@ pub(crate) async fn run_syncer(
 }
 
 /// Hash the file in order while the pass writes it: follow each segment's
-/// written offset, reading back from the page cache. Blocking. `Ok(None)`
+/// written offset, reading back from the page cache, feeding the same bytes
+/// to the archive content check the file name calls for. Blocking. `Ok(None)`
 /// when the pass was aborted.
 pub(crate) fn trailing_hash(ledger: &Ledger, file: &File) -> std::io::Result<Option<Digests>> {
     let bounds: Vec<(u64, u64)> = ledger.segments().iter().map(|s| (s.start, s.end)).collect();
-    let mut digest = FileDigest::new();
+    let mut digest = FileDigest::for_file(&ledger.file_name);
     let mut buf = vec![0u8; READ_CHUNK];
     for (seg, (start, end)) in bounds.into_iter().enumerate() {
         let mut pos = start;

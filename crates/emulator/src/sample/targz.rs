@@ -1,10 +1,53 @@
 //! Builds gzip-compressed tar archives in memory for the PostgreSQL sample
-//! backups, with the `tar` and `flate2` crates.
+//! backups, with the `tar` and `flate2` crates, and archives that are
+//! corrupt at the source ([`corrupt_targz`]): what a backup damaged before
+//! COS stored it looks like (COS's CRC is then of the corrupt bytes).
 
-use std::io;
+use std::io::{self, Read, Write};
 
+use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
+
+/// How [`corrupt_targz`] damages an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corruption {
+    /// The gzip trailer's CRC-32 no longer matches the content (the deflate
+    /// stream and the tar inside are intact).
+    GzipCrc,
+    /// The first tar header's name is changed without updating its
+    /// checksum; the gzip framing around it is valid.
+    TarHeader,
+}
+
+/// `archive` (a `.tar.gz`) damaged as `how` says, keeping its length.
+pub fn corrupt_targz(archive: &[u8], how: Corruption) -> io::Result<Vec<u8>> {
+    match how {
+        Corruption::GzipCrc => {
+            let mut bad = archive.to_vec();
+            let n = bad.len();
+            if n < 18 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "not a gzip file",
+                ));
+            }
+            bad[n - 8] ^= 0x01;
+            Ok(bad)
+        }
+        Corruption::TarHeader => {
+            let mut tar = Vec::new();
+            MultiGzDecoder::new(archive).read_to_end(&mut tar)?;
+            let Some(first) = tar.first_mut() else {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty archive"));
+            };
+            *first ^= 0x01;
+            let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+            encoder.write_all(&tar)?;
+            encoder.finish()
+        }
+    }
+}
 
 /// One member of an archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +90,26 @@ mod tests {
     use super::*;
     use flate2::read::GzDecoder;
     use std::io::Read;
+
+    #[test]
+    fn corruptions_keep_the_gzip_or_the_tar_readable_but_wrong() {
+        let good = build_targz(&[TarMember::File("PG_VERSION".into(), b"16\n".to_vec())], 1)
+            .expect("builds");
+        let bad = corrupt_targz(&good, Corruption::GzipCrc).expect("corrupts");
+        assert_eq!(bad.len(), good.len());
+        let mut out = Vec::new();
+        assert!(GzDecoder::new(bad.as_slice())
+            .read_to_end(&mut out)
+            .is_err());
+        let bad = corrupt_targz(&good, Corruption::TarHeader).expect("corrupts");
+        let mut tar = Vec::new();
+        GzDecoder::new(bad.as_slice())
+            .read_to_end(&mut tar)
+            .expect("the gzip framing is valid");
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let first = archive.entries().expect("entries").next().expect("one");
+        assert!(first.is_err(), "the tar header checksum is wrong");
+    }
 
     #[test]
     fn archive_round_trips() {
