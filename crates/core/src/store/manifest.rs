@@ -92,8 +92,8 @@ impl ContentChecks {
         match check {
             ContentCheck::Archive(Ok(summary)) => Some(Self {
                 format: Some(summary.format.as_str().to_string()),
-                passed: strings(summary.format.checks()),
-                skipped: Vec::new(),
+                passed: strings(&summary.passed()),
+                skipped: strings(&summary.skipped()),
             }),
             // A failed check never reaches a manifest; record nothing passed.
             ContentCheck::Archive(Err(_)) => None,

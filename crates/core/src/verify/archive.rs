@@ -1,17 +1,20 @@
 //! Streaming content check of a PostgreSQL backup archive: the compression
-//! framing (each gzip member's header, deflate stream, CRC-32 and ISIZE) and
-//! the tar headers inside (header checksum, size, end-of-archive blocks).
+//! framing (each gzip member's header, deflate stream, CRC-32 and ISIZE;
+//! each zstd frame, with its content checksum when it has one) and the tar
+//! headers inside (header checksum, size, end-of-archive blocks).
 //!
 //! [`ArchiveChecker`] is fed the file's bytes in order, in pieces of any
 //! size, by whoever is already reading them (the transfer's inline or
 //! trailing hasher, or `verify_file`): the file is never read a second time
 //! for it. Memory is bounded: one output buffer for the decompressor and one
-//! 512-byte tar header; tar entry data is skipped, not kept. The first
-//! problem found is latched and later bytes are ignored.
+//! 512-byte tar header (and libzstd's window, at most its default limit of
+//! 128 MiB, for a zstd frame); tar entry data is skipped, not kept. The
+//! first problem found is latched and later bytes are ignored.
 //!
 //! Which check applies is chosen from the file name
-//! ([`ArchiveFormat::from_file_name`]): `.tar.gz` and `.tgz` are checked;
-//! any other name is not, and [`ContentCheck::NotChecked`] says so.
+//! ([`ArchiveFormat::from_file_name`]): `.tar.gz`/`.tgz` and
+//! `.tar.zst`/`.tzst` are checked; any other name is not, and
+//! [`ContentCheck::NotChecked`] says so.
 
 use flate2::{Crc, Decompress, FlushDecompress, Status};
 
@@ -25,6 +28,8 @@ const OUT_CHUNK: usize = 64 * 1024;
 pub enum ArchiveFormat {
     /// A tar archive compressed with gzip (one or more members).
     TarGz,
+    /// A tar archive compressed with zstd (one or more frames).
+    TarZst,
 }
 
 impl ArchiveFormat {
@@ -34,6 +39,8 @@ impl ArchiveFormat {
         let lower = name.to_ascii_lowercase();
         if lower.ends_with(".tar.gz") || lower.ends_with(".tgz") {
             Some(Self::TarGz)
+        } else if lower.ends_with(".tar.zst") || lower.ends_with(".tzst") {
+            Some(Self::TarZst)
         } else {
             None
         }
@@ -43,17 +50,13 @@ impl ArchiveFormat {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TarGz => "tar.gz",
-        }
-    }
-
-    /// The checks a passing file of this format passed, as the manifest
-    /// records them.
-    pub fn checks(self) -> &'static [&'static str] {
-        match self {
-            Self::TarGz => &["gzip CRC-32 and length", "tar headers"],
+            Self::TarZst => "tar.zst",
         }
     }
 }
+
+/// The zstd check that a frame without a content checksum cannot have.
+pub const ZSTD_CHECKSUM_CHECK: &str = "zstd frame checksums";
 
 /// The checks that do not apply to a file whose name names no known
 /// archive format, as the manifest records them.
@@ -68,13 +71,40 @@ pub enum ContentCheck {
     Archive(Result<ArchiveSummary, ArchiveError>),
 }
 
+impl ArchiveSummary {
+    /// The checks the archive passed, as the manifest records them.
+    pub fn passed(&self) -> Vec<&'static str> {
+        match self.format {
+            ArchiveFormat::TarGz => vec!["gzip CRC-32 and length", "tar headers"],
+            ArchiveFormat::TarZst if self.without_checksum == 0 => {
+                vec!["zstd framing", ZSTD_CHECKSUM_CHECK, "tar headers"]
+            }
+            ArchiveFormat::TarZst => vec!["zstd framing", "tar headers"],
+        }
+    }
+
+    /// The checks that could not be made (a zstd frame with no checksum).
+    pub fn skipped(&self) -> Vec<&'static str> {
+        if self.without_checksum > 0 {
+            vec![ZSTD_CHECKSUM_CHECK]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// A well-formed archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArchiveSummary {
     /// Its format.
     pub format: ArchiveFormat,
-    /// Compressed members (gzip members).
+    /// Compressed members (gzip members, zstd frames other than skippable
+    /// ones).
     pub members: u32,
+    /// zstd frames written without a content checksum (their content was
+    /// decompressed, and so checked as far as the framing goes, but no
+    /// checksum vouches for it).
+    pub without_checksum: u32,
     /// Tar entries (headers, including long-name and pax headers).
     pub entries: u64,
     /// Decompressed bytes.
@@ -86,7 +116,7 @@ pub struct ArchiveSummary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ArchiveError {
     /// The file is empty.
-    #[error("empty file, not a gzip archive")]
+    #[error("empty file, not a compressed archive")]
     Empty,
     /// A gzip member does not start with the gzip magic and deflate method.
     #[error("not a gzip member at offset {offset}")]
@@ -125,6 +155,26 @@ pub enum ArchiveError {
     GzipTruncated {
         /// Where the last member starts.
         member: u64,
+    },
+    /// A zstd frame's content checksum disagrees with its content.
+    #[error("zstd frame checksum mismatch in the frame starting at offset {frame}")]
+    ZstdChecksumMismatch {
+        /// Where the frame starts.
+        frame: u64,
+    },
+    /// libzstd refused a frame.
+    #[error("corrupt zstd data in the frame starting at offset {frame}: {why}")]
+    ZstdCorrupt {
+        /// Where the frame starts.
+        frame: u64,
+        /// libzstd's reason.
+        why: &'static str,
+    },
+    /// The file ends inside a zstd frame.
+    #[error("zstd data is truncated: the file ends inside the frame starting at offset {frame}")]
+    ZstdTruncated {
+        /// Where the last frame starts.
+        frame: u64,
     },
     /// A tar header's checksum field disagrees with the header.
     #[error("tar header checksum mismatch at tar offset {offset}")]
@@ -329,9 +379,9 @@ enum GzState {
     Between,
 }
 
-/// The streaming checker of one archive.
-pub struct ArchiveChecker {
-    format: ArchiveFormat,
+/// The gzip framing: one member after another, each a header, a raw
+/// deflate stream and a trailer with the CRC-32 and length of its content.
+struct GzipFraming {
     /// Compressed bytes seen.
     pos: u64,
     state: GzState,
@@ -343,20 +393,6 @@ pub struct ArchiveChecker {
     members: u32,
     inflate: Decompress,
     crc: Crc,
-    out: Vec<u8>,
-    tar: TarWalker,
-    uncompressed: u64,
-    error: Option<ArchiveError>,
-}
-
-impl std::fmt::Debug for ArchiveChecker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ArchiveChecker")
-            .field("format", &self.format)
-            .field("pos", &self.pos)
-            .field("error", &self.error)
-            .finish_non_exhaustive()
-    }
 }
 
 const FHCRC: u8 = 0x02;
@@ -364,11 +400,9 @@ const FEXTRA: u8 = 0x04;
 const FNAME: u8 = 0x08;
 const FCOMMENT: u8 = 0x10;
 
-impl ArchiveChecker {
-    /// A checker for a file of `format`.
-    pub fn new(format: ArchiveFormat) -> Self {
+impl GzipFraming {
+    fn new() -> Self {
         Self {
-            format,
             pos: 0,
             state: GzState::Fixed,
             field: [0; 10],
@@ -378,19 +412,6 @@ impl ArchiveChecker {
             members: 0,
             inflate: Decompress::new(false),
             crc: Crc::new(),
-            out: vec![0; OUT_CHUNK],
-            tar: TarWalker::new(),
-            uncompressed: 0,
-            error: None,
-        }
-    }
-
-    /// Feed the next bytes of the file.
-    pub fn update(&mut self, bytes: &[u8]) {
-        if self.error.is_none() {
-            if let Err(e) = self.feed(bytes) {
-                self.error = Some(e);
-            }
         }
     }
 
@@ -427,7 +448,12 @@ impl ArchiveChecker {
         };
     }
 
-    fn feed(&mut self, mut bytes: &[u8]) -> Result<(), ArchiveError> {
+    fn feed(
+        &mut self,
+        mut bytes: &[u8],
+        out: &mut [u8],
+        sink: &mut Sink<'_>,
+    ) -> Result<(), ArchiveError> {
         while !bytes.is_empty() {
             match self.state {
                 GzState::Between => {
@@ -456,7 +482,11 @@ impl ArchiveChecker {
                 GzState::ExtraLen => {
                     if self.gather(&mut bytes, 2) {
                         let len = u32::from(u16::from_le_bytes([self.field[0], self.field[1]]));
-                        self.state = GzState::Extra(len);
+                        if len == 0 {
+                            self.next_header_state();
+                        } else {
+                            self.state = GzState::Extra(len);
+                        }
                     }
                 }
                 GzState::Extra(left) => {
@@ -487,7 +517,7 @@ impl ArchiveChecker {
                     }
                 }
                 GzState::Deflate => {
-                    let consumed = self.inflate_some(bytes)?;
+                    let consumed = self.inflate_some(bytes, out, sink)?;
                     self.pos += consumed as u64;
                     bytes = &bytes[consumed..];
                 }
@@ -522,23 +552,26 @@ impl ArchiveChecker {
 
     /// Run the inflater over `input` until it is consumed or the member's
     /// deflate stream ends; returns the input bytes consumed.
-    fn inflate_some(&mut self, input: &[u8]) -> Result<usize, ArchiveError> {
+    fn inflate_some(
+        &mut self,
+        input: &[u8],
+        out: &mut [u8],
+        sink: &mut Sink<'_>,
+    ) -> Result<usize, ArchiveError> {
         let member = self.member_start;
         let mut used = 0usize;
         loop {
             let (in_before, out_before) = (self.inflate.total_in(), self.inflate.total_out());
             let status = self
                 .inflate
-                .decompress(&input[used..], &mut self.out, FlushDecompress::None)
+                .decompress(&input[used..], out, FlushDecompress::None)
                 .map_err(|_| ArchiveError::GzipCorrupt { member })?;
             let took = (self.inflate.total_in() - in_before) as usize;
             let made = (self.inflate.total_out() - out_before) as usize;
             used += took;
             if made > 0 {
-                let out = &self.out[..made];
-                self.crc.update(out);
-                self.uncompressed += made as u64;
-                self.tar.update(out)?;
+                self.crc.update(&out[..made]);
+                sink(&out[..made])?;
             }
             match status {
                 Status::StreamEnd => {
@@ -547,7 +580,7 @@ impl ArchiveChecker {
                 }
                 Status::Ok | Status::BufError => {
                     // Input used up and no output pending: wait for more.
-                    if used == input.len() && made < self.out.len() {
+                    if used == input.len() && made < out.len() {
                         return Ok(used);
                     }
                     if took == 0 && made == 0 {
@@ -558,24 +591,211 @@ impl ArchiveChecker {
         }
     }
 
+    fn finish(&self) -> Result<(u32, u32), ArchiveError> {
+        match self.state {
+            GzState::Between => Ok((self.members, 0)),
+            GzState::Fixed if self.pos == 0 => Err(ArchiveError::Empty),
+            _ => Err(ArchiveError::GzipTruncated {
+                member: self.member_start,
+            }),
+        }
+    }
+}
+
+/// The zstd magic number, little-endian on disk.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// What libzstd calls a content checksum that does not match.
+const ZSTD_CHECKSUM_WRONG: &str = "Restored data doesn't match checksum";
+
+/// The zstd framing: frames one after another (skippable ones included),
+/// each checked by libzstd against its content checksum when it has one.
+struct ZstdFraming {
+    dctx: zstd::zstd_safe::DCtx<'static>,
+    /// Compressed bytes consumed.
+    pos: u64,
+    frame_start: u64,
+    /// Bytes of the current frame consumed so far.
+    frame_consumed: u64,
+    /// The first five bytes of the current frame: magic and descriptor.
+    head: [u8; 5],
+    frames: u32,
+    without_checksum: u32,
+}
+
+impl ZstdFraming {
+    fn new() -> Self {
+        Self {
+            dctx: zstd::zstd_safe::DCtx::create(),
+            pos: 0,
+            frame_start: 0,
+            frame_consumed: 0,
+            head: [0; 5],
+            frames: 0,
+            without_checksum: 0,
+        }
+    }
+
+    fn feed(
+        &mut self,
+        bytes: &[u8],
+        out: &mut [u8],
+        sink: &mut Sink<'_>,
+    ) -> Result<(), ArchiveError> {
+        use zstd::zstd_safe::{InBuffer, OutBuffer};
+        let mut used = 0usize;
+        loop {
+            // Keep the frame's first bytes before libzstd takes them.
+            let mut k = self.frame_consumed as usize;
+            let mut i = used;
+            while k < self.head.len() && i < bytes.len() {
+                self.head[k] = bytes[i];
+                k += 1;
+                i += 1;
+            }
+            let frame = self.frame_start;
+            let mut input = InBuffer::around(&bytes[used..]);
+            let mut output = OutBuffer::around(&mut *out);
+            let result = self.dctx.decompress_stream(&mut output, &mut input);
+            let (took, made) = (input.pos(), output.pos());
+            used += took;
+            self.pos += took as u64;
+            self.frame_consumed += took as u64;
+            if made > 0 {
+                sink(&out[..made])?;
+            }
+            match result {
+                Err(code) => {
+                    let why = zstd::zstd_safe::get_error_name(code);
+                    return Err(if why == ZSTD_CHECKSUM_WRONG {
+                        ArchiveError::ZstdChecksumMismatch { frame }
+                    } else {
+                        ArchiveError::ZstdCorrupt { frame, why }
+                    });
+                }
+                Ok(0) => {
+                    self.frame_done();
+                    if used == bytes.len() {
+                        return Ok(());
+                    }
+                }
+                Ok(_) => {
+                    if used == bytes.len() && made < out.len() {
+                        return Ok(());
+                    }
+                    if took == 0 && made == 0 {
+                        return Err(ArchiveError::ZstdCorrupt {
+                            frame,
+                            why: "no progress",
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn frame_done(&mut self) {
+        if self.head[..4] == ZSTD_MAGIC {
+            self.frames += 1;
+            // Frame_Header_Descriptor bit 2: Content_Checksum_flag.
+            if self.head[4] & 0x04 == 0 {
+                self.without_checksum += 1;
+            }
+        }
+        self.frame_start = self.pos;
+        self.frame_consumed = 0;
+    }
+
+    fn finish(&self) -> Result<(u32, u32), ArchiveError> {
+        if self.pos == 0 {
+            Err(ArchiveError::Empty)
+        } else if self.frame_consumed > 0 {
+            Err(ArchiveError::ZstdTruncated {
+                frame: self.frame_start,
+            })
+        } else {
+            Ok((self.frames, self.without_checksum))
+        }
+    }
+}
+
+/// Where decompressed bytes go: the tar walker.
+type Sink<'a> = dyn FnMut(&[u8]) -> Result<(), ArchiveError> + 'a;
+
+enum Framing {
+    Gzip(GzipFraming),
+    Zstd(ZstdFraming),
+}
+
+/// The streaming checker of one archive.
+pub struct ArchiveChecker {
+    format: ArchiveFormat,
+    framing: Framing,
+    out: Vec<u8>,
+    tar: TarWalker,
+    uncompressed: u64,
+    error: Option<ArchiveError>,
+}
+
+impl std::fmt::Debug for ArchiveChecker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveChecker")
+            .field("format", &self.format)
+            .field("uncompressed", &self.uncompressed)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ArchiveChecker {
+    /// A checker for a file of `format`.
+    pub fn new(format: ArchiveFormat) -> Self {
+        let framing = match format {
+            ArchiveFormat::TarGz => Framing::Gzip(GzipFraming::new()),
+            ArchiveFormat::TarZst => Framing::Zstd(ZstdFraming::new()),
+        };
+        Self {
+            format,
+            framing,
+            out: vec![0; OUT_CHUNK],
+            tar: TarWalker::new(),
+            uncompressed: 0,
+            error: None,
+        }
+    }
+
+    /// Feed the next bytes of the file.
+    pub fn update(&mut self, bytes: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        let (tar, uncompressed) = (&mut self.tar, &mut self.uncompressed);
+        let mut sink = |out: &[u8]| {
+            *uncompressed += out.len() as u64;
+            tar.update(out)
+        };
+        let result = match &mut self.framing {
+            Framing::Gzip(g) => g.feed(bytes, &mut self.out, &mut sink),
+            Framing::Zstd(z) => z.feed(bytes, &mut self.out, &mut sink),
+        };
+        if let Err(e) = result {
+            self.error = Some(e);
+        }
+    }
+
     /// The verdict once the whole file was fed.
     pub fn finish(self) -> Result<ArchiveSummary, ArchiveError> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        match self.state {
-            GzState::Between => {}
-            GzState::Fixed if self.pos == 0 => return Err(ArchiveError::Empty),
-            _ => {
-                return Err(ArchiveError::GzipTruncated {
-                    member: self.member_start,
-                })
-            }
-        }
+        let (members, without_checksum) = match &self.framing {
+            Framing::Gzip(g) => g.finish()?,
+            Framing::Zstd(z) => z.finish()?,
+        };
         let entries = self.tar.finish()?;
         Ok(ArchiveSummary {
             format: self.format,
-            members: self.members,
+            members,
+            without_checksum,
             entries,
             uncompressed: self.uncompressed,
         })
@@ -638,7 +858,11 @@ mod tests {
             ArchiveFormat::from_file_name("A.TGZ"),
             Some(ArchiveFormat::TarGz)
         );
-        assert_eq!(ArchiveFormat::from_file_name("x.tar.zst"), None);
+        assert_eq!(
+            ArchiveFormat::from_file_name("x.tar.zst"),
+            Some(ArchiveFormat::TarZst)
+        );
+        assert_eq!(ArchiveFormat::from_file_name("x.zst"), None);
         assert_eq!(ArchiveFormat::from_file_name("dump.rdb"), None);
     }
 
@@ -776,6 +1000,78 @@ mod tests {
             check(&gzip(&tar), 4096),
             Err(ArchiveError::TarTrailingData { .. })
         ));
+    }
+
+    fn zstd(bytes: &[u8], checksum: bool) -> Vec<u8> {
+        let mut enc = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+        enc.include_checksum(checksum).unwrap();
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn check_zst(bytes: &[u8], piece: usize) -> Result<ArchiveSummary, ArchiveError> {
+        let mut c = ArchiveChecker::new(ArchiveFormat::TarZst);
+        for chunk in bytes.chunks(piece.max(1)) {
+            c.update(chunk);
+        }
+        c.finish()
+    }
+
+    #[test]
+    fn zstd_archive_passes_with_its_checksums_in_any_pieces() {
+        let tar = sample();
+        let zst = zstd(&tar, true);
+        for piece in [1, 13, 4096, zst.len()] {
+            let s = check_zst(&zst, piece).unwrap();
+            assert_eq!((s.members, s.without_checksum, s.entries), (1, 0, 3));
+            assert_eq!(s.uncompressed, tar.len() as u64);
+            assert!(s.passed().contains(&ZSTD_CHECKSUM_CHECK));
+            assert!(s.skipped().is_empty());
+        }
+        // Two frames, the second without a checksum: passes, says so.
+        let (a, b) = tar.split_at(3000);
+        let mut two = zstd(a, true);
+        two.extend(zstd(b, false));
+        let s = check_zst(&two, 1000).unwrap();
+        assert_eq!((s.members, s.without_checksum, s.entries), (2, 1, 3));
+        assert_eq!(s.skipped(), vec![ZSTD_CHECKSUM_CHECK]);
+        assert!(!s.passed().contains(&ZSTD_CHECKSUM_CHECK));
+    }
+
+    #[test]
+    fn zstd_corruption_and_truncation_fail() {
+        let zst = zstd(&sample(), true);
+        let n = zst.len();
+        // The last four bytes are the frame's checksum.
+        let mut bad = zst.clone();
+        bad[n - 2] ^= 0x01;
+        let e = check_zst(&bad, 4096).unwrap_err();
+        assert_eq!(e, ArchiveError::ZstdChecksumMismatch { frame: 0 });
+        assert!(
+            e.to_string().contains("zstd frame checksum mismatch"),
+            "{e}"
+        );
+        let mut bad = zst.clone();
+        bad[0] ^= 0x01;
+        assert!(matches!(
+            check_zst(&bad, 4096),
+            Err(ArchiveError::ZstdCorrupt { frame: 0, .. })
+        ));
+        for cut in [3, n / 2, n - 1] {
+            assert_eq!(
+                check_zst(&zst[..cut], 1000),
+                Err(ArchiveError::ZstdTruncated { frame: 0 }),
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(check_zst(&[], 1), Err(ArchiveError::Empty));
+        // Valid zstd around a bad tar header.
+        let mut tar = sample();
+        tar[3] ^= 0x20;
+        assert_eq!(
+            check_zst(&zstd(&tar, true), 999),
+            Err(ArchiveError::TarHeaderChecksum { offset: 0 })
+        );
     }
 
     #[test]
