@@ -194,12 +194,6 @@ pub enum ArchiveError {
         /// The length of the decompressed stream.
         offset: u64,
     },
-    /// Non-zero bytes follow the tar end-of-archive blocks.
-    #[error("data after the tar end-of-archive blocks at tar offset {offset}")]
-    TarTrailingData {
-        /// Where the stray data starts.
-        offset: u64,
-    },
 }
 
 /// Walks tar headers over the decompressed stream, keeping one header.
@@ -235,12 +229,10 @@ impl TarWalker {
     fn update(&mut self, mut bytes: &[u8]) -> Result<(), ArchiveError> {
         while !bytes.is_empty() {
             if self.ended() {
-                // Writers pad the archive to a record size with zeros.
-                if let Some(i) = bytes.iter().position(|&b| b != 0) {
-                    return Err(ArchiveError::TarTrailingData {
-                        offset: self.pos + i as u64,
-                    });
-                }
+                // Writers pad the archive to a record size with zeros, and
+                // tar readers stop at the end blocks whatever follows: what
+                // comes after them is no part of the archive, and a backup
+                // is not refused for it.
                 self.pos += bytes.len() as u64;
                 return Ok(());
             }
@@ -991,15 +983,27 @@ mod tests {
     }
 
     #[test]
-    fn data_after_the_end_blocks_fails_but_zero_padding_passes() {
+    fn what_follows_the_end_blocks_is_not_read_but_one_zero_block_is_no_end() {
         let mut tar = sample();
         tar.extend_from_slice(&[0u8; 10240]);
-        assert!(check(&gzip(&tar), 4096).is_ok());
-        tar.push(7);
-        assert!(matches!(
+        tar.extend_from_slice(&[7u8; 600]);
+        assert_eq!(check(&gzip(&tar), 4096).unwrap().entries, 3);
+        // A single zero block, then the stream ends: no end of archive.
+        let mut tar = sample();
+        tar.truncate(tar.len() - 1024);
+        tar.extend_from_slice(&[0u8; 512]);
+        let len = tar.len() as u64;
+        assert_eq!(
             check(&gzip(&tar), 4096),
-            Err(ArchiveError::TarTrailingData { .. })
-        ));
+            Err(ArchiveError::TarTruncated { offset: len })
+        );
+        // The stream ends in the middle of an entry's data.
+        let tar = sample();
+        let cut = &tar[..2048 + 100];
+        assert_eq!(
+            check(&gzip(cut), 4096),
+            Err(ArchiveError::TarTruncated { offset: 2148 })
+        );
     }
 
     fn zstd(bytes: &[u8], checksum: bool) -> Vec<u8> {
