@@ -325,6 +325,41 @@ mod tests {
     }
 
     #[test]
+    fn content_checks_record_what_passed_and_what_was_skipped() {
+        use crate::verify::archive::{ArchiveError, ArchiveFormat, ArchiveSummary};
+        let zst = |without_checksum| {
+            ContentCheck::Archive(Ok(ArchiveSummary {
+                format: ArchiveFormat::TarZst,
+                members: 2,
+                without_checksum,
+                entries: 5,
+                uncompressed: 10_240,
+            }))
+        };
+        let all = ContentChecks::from_check(&zst(0), true).unwrap();
+        assert_eq!(all.format.as_deref(), Some("tar.zst"));
+        assert_eq!(
+            all.passed,
+            ["zstd framing", "zstd frame checksums", "tar headers"]
+        );
+        assert!(all.skipped.is_empty());
+        let some = ContentChecks::from_check(&zst(1), true).unwrap();
+        assert_eq!(some.passed, ["zstd framing", "tar headers"]);
+        assert_eq!(some.skipped, ["zstd frame checksums"]);
+        let unknown = ContentChecks::from_check(&ContentCheck::NotChecked, true).unwrap();
+        assert_eq!(unknown.format, None);
+        assert!(unknown.passed.is_empty());
+        assert_eq!(unknown.skipped, ["compression framing", "tar headers"]);
+        // A Redis file records nothing; a failed check never reaches here.
+        assert_eq!(
+            ContentChecks::from_check(&ContentCheck::NotChecked, false),
+            None
+        );
+        let failed = ContentCheck::Archive(Err(ArchiveError::Empty));
+        assert_eq!(ContentChecks::from_check(&failed, true), None);
+    }
+
+    #[test]
     fn check_refuses_what_a_reader_cannot_trust() {
         let mut newer = sample();
         newer.format = 2;

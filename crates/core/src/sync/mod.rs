@@ -432,11 +432,17 @@ impl SyncContext {
                     let content_checks = ContentChecks::from_check(&v.content, is_pg);
                     if let Some(checks) = content_checks.as_ref().filter(|c| !c.skipped.is_empty())
                     {
-                        tracing::warn!(
-                            file = %file.name,
-                            skipped = %checks.skipped.join(", "),
-                            "no archive format known for this file name: its content checks were skipped"
-                        );
+                        let skipped = checks.skipped.join(", ");
+                        match &checks.format {
+                            None => tracing::warn!(
+                                file = %file.name, %skipped,
+                                "no archive format known for this file name: its content checks were skipped"
+                            ),
+                            Some(format) => tracing::warn!(
+                                file = %file.name, %format, %skipped,
+                                "the archive carries no data for some content checks: they were skipped"
+                            ),
+                        }
                     }
                     records.push((
                         got.path.clone(),
