@@ -571,7 +571,9 @@ impl GzipFraming {
                     return Ok(used);
                 }
                 Status::Ok | Status::BufError => {
-                    // Input used up and no output pending: wait for more.
+                    // Input used up and the output not filled (so nothing
+                    // is pending: an empty call lands here too): wait for
+                    // more input. A full output may have more behind it.
                     if used == input.len() && made < out.len() {
                         return Ok(used);
                     }
@@ -1076,6 +1078,18 @@ mod tests {
             check_zst(&zstd(&tar, true), 999),
             Err(ArchiveError::TarHeaderChecksum { offset: 0 })
         );
+    }
+
+    /// A decompressed stream that fills the output buffer exactly, fed
+    /// whole or in pieces: nothing is left pending nor taken for corrupt.
+    #[test]
+    fn output_that_fills_the_buffer_exactly_passes() {
+        let tar = tar_bytes(&[("x", 2 * OUT_CHUNK - BLOCK - 2 * BLOCK)]);
+        assert_eq!(tar.len(), 2 * OUT_CHUNK);
+        for piece in [1, 4096, usize::MAX] {
+            assert_eq!(check(&gzip(&tar), piece).unwrap().entries, 1);
+            assert_eq!(check_zst(&zstd(&tar, true), piece).unwrap().entries, 1);
+        }
     }
 
     #[test]
