@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs `tcbackup demo` in a scratch directory, then checks every Redis RDB
 # file it downloaded with redis-check-rdb and every PostgreSQL archive with
-# `tar -tzf`, and that a second run downloads nothing.
+# `tar -tzf` (or `zstd -t` and `tar --zstd -tf`), and that a second run
+# downloads nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
@@ -24,7 +25,15 @@ archives=(tcbackup-demo/postgres-*/*/*.tar.gz)
 for f in "${archives[@]}"; do
   tar -tzf "$f" > /dev/null || { echo "not a valid .tar.gz: $f" >&2; exit 1; }
 done
-echo "tar: ${#archives[@]} PostgreSQL archives OK"
+echo "tar: ${#archives[@]} PostgreSQL .tar.gz archives OK"
+
+zsts=(tcbackup-demo/postgres-*/*/*.tar.zst)
+[ -e "${zsts[0]}" ] || { echo "the demo downloaded no .tar.zst archive" >&2; exit 1; }
+for f in "${zsts[@]}"; do
+  zstd -q -t "$f" || { echo "zstd rejected $f" >&2; exit 1; }
+  tar --zstd -tf "$f" > /dev/null || { echo "not a valid .tar.zst: $f" >&2; exit 1; }
+done
+echo "tar --zstd: ${#zsts[@]} PostgreSQL .tar.zst archives OK"
 
 "$bin" demo > demo2.log 2>&1
 grep -q "^0 set(s) published" demo2.log || { cat demo2.log; echo "a second demo run downloaded again" >&2; exit 1; }

@@ -1,6 +1,7 @@
 //! Demo data: a Redis cluster instance (3 shards) with finished backups over
 //! the last days plus one in progress, every shard a real RDB file; and a
-//! PostgreSQL instance with finished base backups (real `.tar.gz` archives),
+//! PostgreSQL instance with finished base backups (real `.tar.gz` archives,
+//! one `.tar.zst`),
 //! log backups and one running base backup. Contents are deterministic;
 //! times are relative to the emulator clock. Also helpers that add large
 //! backups for benchmarks.
@@ -16,7 +17,7 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveTime, TimeZone, Utc};
 use tcbackup_signing::times::CHINA_STANDARD_TIME;
 
 use self::rdb::{build_rdb, RdbEntry, RdbValue, RdbWriter};
-use self::targz::{build_targz, TarMember};
+use self::targz::{build_targz, build_tarzst, TarMember};
 use super::cos::ObjectBody;
 use super::state::{
     EmulatorState, PgBackupKind, PgBackupSpec, PgInstance, RedisBackupSpec, RedisInstance,
@@ -170,9 +171,23 @@ pub fn sample_rdb(seed: u64, ctime: i64, shard: u32) -> Vec<u8> {
     build_rdb(&entries, ctime)
 }
 
-/// A base backup archive: `PG_VERSION`, `backup_label`, `global/pg_control`,
-/// a few relation files under `base/`, an empty `pg_wal/`.
+/// A base backup archive (`.tar.gz`): `PG_VERSION`, `backup_label`,
+/// `global/pg_control`, a few relation files under `base/`, an empty `pg_wal/`.
 pub fn sample_base_backup(seed: u64, start: DateTime<Utc>) -> io::Result<Vec<u8>> {
+    build_targz(&base_backup_members(seed, start), mtime(start))
+}
+
+/// The same base backup as [`sample_base_backup`], as a `.tar.zst` (what
+/// newer instances write).
+pub fn sample_base_backup_zst(seed: u64, start: DateTime<Utc>) -> io::Result<Vec<u8>> {
+    build_tarzst(&base_backup_members(seed, start), mtime(start))
+}
+
+fn mtime(start: DateTime<Utc>) -> u64 {
+    start.timestamp().max(0) as u64
+}
+
+fn base_backup_members(seed: u64, start: DateTime<Utc>) -> Vec<TarMember> {
     let mut rng = SplitMix::new(seed);
     let label_time = start
         .with_timezone(&china())
@@ -195,7 +210,7 @@ pub fn sample_base_backup(seed: u64, start: DateTime<Utc>) -> io::Result<Vec<u8>
         }
         out
     };
-    let members = vec![
+    vec![
         TarMember::File("backup_label".into(), label.into_bytes()),
         TarMember::File("PG_VERSION".into(), b"16\n".to_vec()),
         TarMember::File(
@@ -215,8 +230,7 @@ pub fn sample_base_backup(seed: u64, start: DateTime<Utc>) -> io::Result<Vec<u8>
             page_file(24 + (seed % 8) as usize),
         ),
         TarMember::Dir("pg_wal".into()),
-    ];
-    build_targz(&members, start.timestamp().max(0) as u64)
+    ]
 }
 
 /// A log backup archive holding one WAL-like segment (shortened to 64 KiB).
@@ -338,14 +352,20 @@ pub fn load(state: &EmulatorState) -> Result<SampleInfo, StateError> {
     for (k, start) in (0u64..).zip(&times.pg_base_finished) {
         let start = *start;
         let id = uuid_like(&mut ids);
-        let body = sample_base_backup(100 + k, start).map_err(io_to_state(&id))?;
+        // The second newest is a `.tar.zst`, as newer instances write.
+        let (body, ext) = if k == 1 {
+            (sample_base_backup_zst(100 + k, start), "tar.zst")
+        } else {
+            (sample_base_backup(100 + k, start), "tar.gz")
+        };
+        let body = body.map_err(io_to_state(&id))?;
         state.add_pg_backup(
             SAMPLE_PG_INSTANCE,
             PgBackupSpec::finished(
                 PgBackupKind::Base,
                 id.clone(),
                 start,
-                format!("automatic-{}.tar.gz", compact(start)),
+                format!("automatic-{}.{ext}", compact(start)),
                 ObjectBody::Bytes(Bytes::from(body)),
             ),
         )?;
@@ -425,7 +445,9 @@ fn redis_backup(
 }
 
 /// Add a finished PostgreSQL base backup of `len` generated (pseudo-random,
-/// not a tar) bytes to `instance_id`, for throughput benchmarks.
+/// not a tar) bytes to `instance_id`, for throughput benchmarks. Its name
+/// ends in `.generated`, not `.tar.gz`: tcbackup checks the content of a
+/// file named as an archive, and these bytes are none.
 pub fn add_generated_pg_base_backup(
     state: &EmulatorState,
     instance_id: &str,
@@ -440,7 +462,7 @@ pub fn add_generated_pg_base_backup(
             PgBackupKind::Base,
             backup_id,
             start,
-            format!("manual-{}.tar.gz", compact(start)),
+            format!("manual-{}.generated", compact(start)),
             ObjectBody::Generated { seed, len },
         ),
     )

@@ -3,6 +3,7 @@
 //! the bytes on disk, what is kept or deleted) and by what the emulator
 //! served. The harness is `tests/it/common/mod.rs`.
 
+mod archives;
 mod commands;
 mod leftovers;
 mod modes;

@@ -150,6 +150,7 @@ mod tests {
             sha256: "3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7".to_string(),
             crc64: 1,
             crc64_checked_against_cos: false,
+            content_checks: None,
         };
         store
             .publish(&SetToPublish {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::layout::MANIFEST_FILE;
 use crate::model::{check_file_name, BackupKind, Service, UnsafeFileName};
+use crate::verify::archive::{ContentCheck, SKIPPED_UNKNOWN};
 
 /// The manifest format this version writes and reads.
 pub const MANIFEST_FORMAT: u32 = 1;
@@ -61,6 +62,49 @@ pub struct FileRecord {
     pub crc64: u64,
     /// Whether COS sent a CRC64 for the object and it matched.
     pub crc64_checked_against_cos: bool,
+    /// The content checks of a PostgreSQL archive: which passed and which
+    /// were skipped. Absent for Redis files and in manifests written before
+    /// tcbackup checked archives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_checks: Option<ContentChecks>,
+}
+
+/// What the content check of one archive file did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentChecks {
+    /// The archive format the file name says (`"tar.gz"`), or absent for a
+    /// name that says none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// The checks the file passed (`"gzip CRC-32 and length"`, `"tar headers"`).
+    #[serde(default)]
+    pub passed: Vec<String>,
+    /// The checks that did not apply to it, and so were not made.
+    #[serde(default)]
+    pub skipped: Vec<String>,
+}
+
+impl ContentChecks {
+    /// The record of a verified file's content check: `None` when nothing
+    /// was checked and `archive_expected` is false (a Redis file).
+    pub fn from_check(check: &ContentCheck, archive_expected: bool) -> Option<Self> {
+        let strings = |list: &[&str]| list.iter().map(|s| (*s).to_string()).collect();
+        match check {
+            ContentCheck::Archive(Ok(summary)) => Some(Self {
+                format: Some(summary.format.as_str().to_string()),
+                passed: strings(&summary.passed()),
+                skipped: strings(&summary.skipped()),
+            }),
+            // A failed check never reaches a manifest; record nothing passed.
+            ContentCheck::Archive(Err(_)) => None,
+            ContentCheck::NotChecked if archive_expected => Some(Self {
+                format: None,
+                passed: Vec::new(),
+                skipped: strings(SKIPPED_UNKNOWN),
+            }),
+            ContentCheck::NotChecked => None,
+        }
+    }
 }
 
 impl Manifest {
@@ -230,6 +274,7 @@ mod tests {
                     .to_string(),
                 crc64: u64::MAX,
                 crc64_checked_against_cos: true,
+                content_checks: None,
             }],
         }
     }
@@ -250,6 +295,68 @@ mod tests {
         let back: Manifest = serde_json::from_str(&json).unwrap();
         assert_eq!(back, manifest);
         back.check().unwrap();
+    }
+
+    #[test]
+    fn content_checks_are_optional_both_ways() {
+        // A manifest written before content checks reads back without them.
+        let json = serde_json::to_string(&sample()).unwrap();
+        assert!(!json.contains("content_checks"), "{json}");
+        let old: Manifest = serde_json::from_str(&json).unwrap();
+        assert_eq!(old.files[0].content_checks, None);
+        let mut pg = sample();
+        pg.service = Service::Postgres;
+        pg.kind = BackupKind::PgBase;
+        pg.files[0].name = "base.tar.gz".to_string();
+        pg.files[0].content_checks = Some(ContentChecks {
+            format: Some("tar.gz".to_string()),
+            passed: vec![
+                "gzip CRC-32 and length".to_string(),
+                "tar headers".to_string(),
+            ],
+            skipped: Vec::new(),
+        });
+        let json = serde_json::to_string(&pg).unwrap();
+        assert!(
+            json.contains("\"passed\":[\"gzip CRC-32 and length\",\"tar headers\"]"),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), pg);
+    }
+
+    #[test]
+    fn content_checks_record_what_passed_and_what_was_skipped() {
+        use crate::verify::archive::{ArchiveError, ArchiveFormat, ArchiveSummary};
+        let zst = |without_checksum| {
+            ContentCheck::Archive(Ok(ArchiveSummary {
+                format: ArchiveFormat::TarZst,
+                members: 2,
+                without_checksum,
+                entries: 5,
+                uncompressed: 10_240,
+            }))
+        };
+        let all = ContentChecks::from_check(&zst(0), true).unwrap();
+        assert_eq!(all.format.as_deref(), Some("tar.zst"));
+        assert_eq!(
+            all.passed,
+            ["zstd framing", "zstd frame checksums", "tar headers"]
+        );
+        assert!(all.skipped.is_empty());
+        let some = ContentChecks::from_check(&zst(1), true).unwrap();
+        assert_eq!(some.passed, ["zstd framing", "tar headers"]);
+        assert_eq!(some.skipped, ["zstd frame checksums"]);
+        let unknown = ContentChecks::from_check(&ContentCheck::NotChecked, true).unwrap();
+        assert_eq!(unknown.format, None);
+        assert!(unknown.passed.is_empty());
+        assert_eq!(unknown.skipped, ["compression framing", "tar headers"]);
+        // A Redis file records nothing; a failed check never reaches here.
+        assert_eq!(
+            ContentChecks::from_check(&ContentCheck::NotChecked, false),
+            None
+        );
+        let failed = ContentCheck::Archive(Err(ArchiveError::Empty));
+        assert_eq!(ContentChecks::from_check(&failed, true), None);
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub use apply::{ApplyReport, RetentionError};
 pub use check::{FileCheck, FileOutcome, VerifyReport};
 pub use layout::{sanitize_backup_id, set_dir_name, LOCK_FILE, MANIFEST_FILE, PARTIAL_DIR};
 pub use list::{IgnoredEntry, IgnoredReason, Listing, LocalSet};
-pub use manifest::{FileRecord, Manifest, ManifestError, MANIFEST_FORMAT};
+pub use manifest::{ContentChecks, FileRecord, Manifest, ManifestError, MANIFEST_FORMAT};
 pub use partial::{PartialOwner, PartialRemoval, RemovedPartial};
 pub use publish::SetToPublish;
 

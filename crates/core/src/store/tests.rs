@@ -28,6 +28,7 @@ fn record(name: &str, contents: &[u8]) -> FileRecord {
         sha256: hex::encode(Sha256::digest(contents)),
         crc64: 42,
         crc64_checked_against_cos: true,
+        content_checks: None,
     }
 }
 

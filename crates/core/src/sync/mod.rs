@@ -24,7 +24,9 @@ use crate::config::{Config, InstanceConfig};
 use crate::model::{BackupKind, RemoteBackup};
 use crate::progress::Progress;
 use crate::retention::{self, SetInfo};
-use crate::store::{FileRecord, LocalSet, SetToPublish, Store, StoreError, StoreLock};
+use crate::store::{
+    ContentChecks, FileRecord, LocalSet, SetToPublish, Store, StoreError, StoreLock,
+};
 use crate::transfer::{discard_partial, Downloader, FetchedFile, FileJob, ProgressEvent};
 use crate::verify::{self, Expectations};
 use tcbackup_signing::clock::Clock;
@@ -425,16 +427,35 @@ impl SyncContext {
             .await
             .map_err(|e| SetError::Task(e.to_string()))?;
             match verified {
-                Ok(v) => records.push((
-                    got.path.clone(),
-                    FileRecord {
-                        name: file.name.clone(),
-                        size: v.size,
-                        sha256: v.sha256_hex(),
-                        crc64: v.crc64,
-                        crc64_checked_against_cos: got.server_crc64.is_some(),
-                    },
-                )),
+                Ok(v) => {
+                    let is_pg = backup.kind != BackupKind::Redis;
+                    let content_checks = ContentChecks::from_check(&v.content, is_pg);
+                    if let Some(checks) = content_checks.as_ref().filter(|c| !c.skipped.is_empty())
+                    {
+                        let skipped = checks.skipped.join(", ");
+                        match &checks.format {
+                            None => tracing::warn!(
+                                file = %file.name, %skipped,
+                                "no archive format known for this file name: its content checks were skipped"
+                            ),
+                            Some(format) => tracing::warn!(
+                                file = %file.name, %format, %skipped,
+                                "the archive carries no data for some content checks: they were skipped"
+                            ),
+                        }
+                    }
+                    records.push((
+                        got.path.clone(),
+                        FileRecord {
+                            name: file.name.clone(),
+                            size: v.size,
+                            sha256: v.sha256_hex(),
+                            crc64: v.crc64,
+                            crc64_checked_against_cos: got.server_crc64.is_some(),
+                            content_checks,
+                        },
+                    ));
+                }
                 Err(source) => {
                     // A file that fails verification must not be resumed:
                     // discard it so the next run fetches it afresh.

@@ -259,6 +259,7 @@ impl Downloader {
             etag: object.etag,
             resumed_from,
             restarts,
+            content: digests.content,
         })
     }
 

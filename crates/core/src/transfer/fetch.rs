@@ -131,7 +131,7 @@ impl Stream {
             batch: None,
             batch_start: s.written,
             writer: None,
-            digest: inline_hash.then(FileDigest::new),
+            digest: inline_hash.then(|| FileDigest::for_file(&pass.file.file.file_name)),
             attempts: 0,
             expired_streak: 0,
             pass,

@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 
 use super::error::UrlSourceError;
 use super::sidecar::{self, PartialPaths};
+use crate::verify::archive::ContentCheck;
 use crate::verify::Digests;
 use tcbackup_signing::secret::SignedUrl;
 
@@ -80,6 +81,9 @@ pub struct FetchedFile {
     pub resumed_from: u64,
     /// Times the file started over from byte 0.
     pub restarts: u32,
+    /// What the archive content check, run on the same bytes as the
+    /// digests, found.
+    pub content: ContentCheck,
 }
 
 impl FetchedFile {
@@ -89,6 +93,7 @@ impl FetchedFile {
             size: self.size,
             sha256: self.sha256,
             crc64: self.crc64,
+            content: self.content,
         }
     }
 

@@ -249,11 +249,12 @@ pub(crate) async fn run_syncer(
 }
 
 /// Hash the file in order while the pass writes it: follow each segment's
-/// written offset, reading back from the page cache. Blocking. `Ok(None)`
+/// written offset, reading back from the page cache, feeding the same bytes
+/// to the archive content check the file name calls for. Blocking. `Ok(None)`
 /// when the pass was aborted.
 pub(crate) fn trailing_hash(ledger: &Ledger, file: &File) -> std::io::Result<Option<Digests>> {
     let bounds: Vec<(u64, u64)> = ledger.segments().iter().map(|s| (s.start, s.end)).collect();
-    let mut digest = FileDigest::new();
+    let mut digest = FileDigest::for_file(&ledger.file_name);
     let mut buf = vec![0u8; READ_CHUNK];
     for (seg, (start, end)) in bounds.into_iter().enumerate() {
         let mut pos = start;
@@ -278,10 +279,14 @@ mod tests {
     use crate::transfer::sidecar::split;
 
     fn ledger(dir: &std::path::Path, size: u64, n: usize) -> Arc<Ledger> {
+        named_ledger(dir, "f", size, n)
+    }
+
+    fn named_ledger(dir: &std::path::Path, name: &str, size: u64, n: usize) -> Arc<Ledger> {
         Ledger::new(
-            PartialPaths::new(dir, "f"),
+            PartialPaths::new(dir, name),
             "b".into(),
-            "f".into(),
+            name.into(),
             size,
             split(size, n),
             ObjectId {
@@ -375,5 +380,69 @@ mod tests {
         l.advance(0, 10);
         l.abort();
         assert_eq!(hasher.join().unwrap().unwrap(), None);
+    }
+
+    /// The trailing hasher feeds the archive check the file's name calls
+    /// for, in file order, whatever order the segments land in.
+    #[test]
+    fn trailing_hash_checks_an_archive_written_out_of_order() {
+        use crate::verify::archive::ContentCheck;
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let mut builder = tar::Builder::new(Vec::new());
+        for i in 0..4u8 {
+            let data: Vec<u8> = (0..20_000u32).map(|j| (j % 251) as u8 ^ i).collect();
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, format!("f{i}"), &data[..])
+                .unwrap();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        gz.write_all(&builder.into_inner().unwrap()).unwrap();
+        let mut archive = gz.finish().unwrap();
+        let size = archive.len() as u64;
+        let run = |bytes: &[u8]| {
+            let path = dir.path().join("base.tar.gz.part");
+            let file = Arc::new(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)
+                    .unwrap(),
+            );
+            file.set_len(size).unwrap();
+            let l = named_ledger(dir.path(), "base.tar.gz", size, 3);
+            let (l2, f2) = (l.clone(), file.clone());
+            let hasher = std::thread::spawn(move || trailing_hash(&l2, &f2));
+            for (i, s) in l.segments().iter().enumerate().rev() {
+                file.write_all_at(&bytes[s.start as usize..s.end as usize], s.start)
+                    .unwrap();
+                l.advance(i, s.end);
+            }
+            hasher.join().unwrap().unwrap().unwrap().content
+        };
+        assert!(
+            matches!(run(&archive), ContentCheck::Archive(Ok(s)) if s.entries == 4),
+            "{:?}",
+            run(&archive)
+        );
+        // A flipped byte inside the first entry's data (stored, not
+        // compressed: gzip header 10 bytes, stored block header 5, tar
+        // header 512): only the CRC-32 can tell.
+        archive[10 + 5 + 512 + 100] ^= 0x01;
+        assert!(
+            matches!(
+                run(&archive),
+                ContentCheck::Archive(Err(
+                    crate::verify::archive::ArchiveError::GzipCrcMismatch { .. }
+                ))
+            ),
+            "{:?}",
+            run(&archive)
+        );
     }
 }

@@ -6,8 +6,8 @@
 //! connections in flight, an optional process-wide [`BandwidthLimiter`]) and
 //! the clock. [`Downloader::fetch`] takes a [`FileJob`] whose URLs come from
 //! a [`UrlSource`] (asked again before a URL expires and after COS says it
-//! has) and returns a [`FetchedFile`]: complete, fsynced, with its SHA-256
-//! and CRC-64/XZ. Publishing the file is the store's job.
+//! has) and returns a [`FetchedFile`]: complete, fsynced, with its SHA-256,
+//! CRC-64/XZ and archive content check. Publishing the file is the store's job.
 //!
 //! How a file is fetched:
 //! - **Plan**: a valid sidecar for the same backup, name and size means
@@ -41,7 +41,10 @@
 //! - **Hashing**: a fresh single stream hashes each buffer just before it
 //!   is written; resumed and segmented files are hashed by a reader that
 //!   trails the writers through the page cache, so almost nothing is left
-//!   to hash when the last byte lands.
+//!   to hash when the last byte lands. The same bytes, in file order, feed
+//!   the archive content check a file's name calls for
+//!   ([`crate::verify::archive`]): its verdict travels in the digests, and
+//!   the file is never read again for it.
 //! - **A bad resume heals itself**: when bytes kept from an earlier run do
 //!   not add up to the CRC COS announced, the file is fetched once more
 //!   from byte 0.

@@ -1,8 +1,11 @@
 //! Streaming digests of file contents: SHA-256 (for the manifest) together
-//! with CRC-64/XZ (for the COS check) and the byte count, fed once per byte.
+//! with CRC-64/XZ (for the COS check), the byte count and, for a file whose
+//! name says it is a compressed tar archive, the archive content check
+//! ([`super::archive`]), fed once per byte.
 
 use sha2::{Digest as _, Sha256};
 
+use super::archive::{ArchiveChecker, ArchiveFormat, ContentCheck};
 use super::crc64::Crc64;
 
 /// Bytes read per `read` call when hashing a file: large enough that the
@@ -18,6 +21,8 @@ pub struct Digests {
     pub sha256: [u8; 32],
     /// CRC-64/XZ of the content.
     pub crc64: u64,
+    /// What the archive content check found.
+    pub content: ContentCheck,
 }
 
 /// A running SHA-256.
@@ -43,12 +48,13 @@ impl Sha256Stream {
     }
 }
 
-/// SHA-256, CRC-64/XZ and length, fed in file order.
-#[derive(Clone, Default)]
+/// SHA-256, CRC-64/XZ, length and the archive check, fed in file order.
+#[derive(Default)]
 pub struct FileDigest {
     sha256: Sha256Stream,
     crc64: Crc64,
     len: u64,
+    archive: Option<Box<ArchiveChecker>>,
 }
 
 impl std::fmt::Debug for FileDigest {
@@ -60,9 +66,19 @@ impl std::fmt::Debug for FileDigest {
 }
 
 impl FileDigest {
-    /// A digest of the empty prefix.
+    /// A digest of the empty prefix, with no content check.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A digest of the empty prefix of the file named `file_name`, with the
+    /// archive content check its name calls for, if any.
+    pub fn for_file(file_name: &str) -> Self {
+        Self {
+            archive: ArchiveFormat::from_file_name(file_name)
+                .map(|f| Box::new(ArchiveChecker::new(f))),
+            ..Self::default()
+        }
     }
 
     /// Feed the next bytes of the file.
@@ -70,6 +86,9 @@ impl FileDigest {
         self.sha256.update(bytes);
         self.crc64.update(bytes);
         self.len += bytes.len() as u64;
+        if let Some(archive) = self.archive.as_mut() {
+            archive.update(bytes);
+        }
     }
 
     /// How many bytes were fed.
@@ -88,6 +107,10 @@ impl FileDigest {
             size: self.len,
             crc64: self.crc64.value(),
             sha256: self.sha256.finish(),
+            content: match self.archive {
+                Some(archive) => ContentCheck::Archive(archive.finish()),
+                None => ContentCheck::NotChecked,
+            },
         }
     }
 }

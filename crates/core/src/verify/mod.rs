@@ -1,12 +1,14 @@
 //! Verification of a finished file: exact size, CRC-64/XZ against the value
-//! COS announced, the Redis RDB header and footer, and the SHA-256 that goes
-//! into the manifest.
+//! COS announced, the Redis RDB header and footer, the content of a
+//! PostgreSQL archive (gzip framing and tar headers, see [`archive`]), and
+//! the SHA-256 that goes into the manifest.
 //!
 //! Everything here is synchronous and reads with large buffers; call it from
 //! `tokio::task::spawn_blocking`. [`verify_with_digests`] reuses the digests
-//! the transfer computed while streaming, so a file is read at most once more
-//! (and not at all unless it is an RDB file).
+//! (and the archive check) the transfer computed while streaming, so a file
+//! is read at most once more (and not at all unless it is an RDB file).
 
+pub mod archive;
 pub mod crc64;
 pub mod digest;
 pub mod rdb;
@@ -15,6 +17,7 @@ use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
+use archive::{ArchiveError, ContentCheck};
 pub use digest::{Digests, FileDigest};
 use rdb::{RdbChecker, RdbError};
 
@@ -38,6 +41,8 @@ pub struct Verified {
     pub sha256: [u8; 32],
     /// CRC-64/XZ of the content.
     pub crc64: u64,
+    /// The archive content check: `NotChecked`, or a passed archive.
+    pub content: ContentCheck,
 }
 
 impl From<Digests> for Verified {
@@ -46,6 +51,7 @@ impl From<Digests> for Verified {
             size: d.size,
             sha256: d.sha256,
             crc64: d.crc64,
+            content: d.content,
         }
     }
 }
@@ -104,6 +110,15 @@ pub enum VerifyError {
         /// The CRC-64/Jones of the content.
         actual: u64,
     },
+    /// The file is a compressed tar archive whose content is corrupt.
+    #[error("{}: corrupt archive: {source}", path.display())]
+    Archive {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: ArchiveError,
+    },
     /// Reading the file failed.
     #[error("cannot read {}: {source}", path.display())]
     Io {
@@ -138,10 +153,15 @@ impl VerifyError {
 }
 
 /// Read `path` once and check it against `expect`, computing SHA-256 and
-/// CRC-64/XZ on the way. Blocking.
+/// CRC-64/XZ and running the archive check its name calls for on the way.
+/// Blocking.
 pub fn verify_file(path: &Path, expect: &Expectations) -> Result<Verified, VerifyError> {
     let (mut file, actual) = open_sized(path, expect.size)?;
-    let mut digest = FileDigest::new();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let mut digest = FileDigest::for_file(&name);
     let mut rdb = expect.rdb.then(|| RdbChecker::new(actual));
     read_all(&mut file, path, |chunk| {
         digest.update(chunk);
@@ -205,6 +225,12 @@ fn check_digests(path: &Path, digests: &Digests, expect: &Expectations) -> Resul
                 actual: digests.crc64,
             });
         }
+    }
+    if let ContentCheck::Archive(Err(source)) = digests.content {
+        return Err(VerifyError::Archive {
+            path: path.to_path_buf(),
+            source,
+        });
     }
     Ok(())
 }
@@ -321,6 +347,7 @@ mod tests {
                 size,
                 sha256: v.sha256,
                 crc64: v.crc64,
+                content: ContentCheck::NotChecked,
             },
             &expect,
         )
@@ -351,6 +378,7 @@ mod tests {
             size: 9,
             sha256: [0; 32],
             crc64: 5,
+            content: ContentCheck::NotChecked,
         };
         let err = verify_with_digests(
             &p,
@@ -370,6 +398,64 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn targz(entries: usize) -> Vec<u8> {
+        use std::io::Write;
+        let mut builder = tar::Builder::new(Vec::new());
+        for i in 0..entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(600);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, format!("f{i}"), &[i as u8; 600][..])
+                .unwrap();
+        }
+        let tar = builder.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn archive_content_is_checked_by_name_in_the_same_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = targz(3);
+        let expect = Expectations {
+            size: good.len() as u64,
+            server_crc64: None,
+            rdb: false,
+        };
+        let p = write(dir.path(), "base.tar.gz", &good);
+        let v = verify_file(&p, &expect).unwrap();
+        assert!(
+            matches!(v.content, ContentCheck::Archive(Ok(s)) if s.entries == 3),
+            "{v:?}"
+        );
+        // The same bytes under a name that says no archive: not checked.
+        let p = write(dir.path(), "base.bin", &good);
+        assert_eq!(
+            verify_file(&p, &expect).unwrap().content,
+            ContentCheck::NotChecked
+        );
+        // A corrupt gzip trailer: the error names the file and the problem.
+        let mut bad = good;
+        let n = bad.len();
+        bad[n - 6] ^= 0x10;
+        let p = write(dir.path(), "bad.tar.gz", &bad);
+        let err = verify_file(&p, &expect).unwrap_err();
+        assert!(matches!(err, VerifyError::Archive { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("bad.tar.gz") && text.contains("gzip CRC-32 mismatch"),
+            "{text}"
+        );
+        // Digests carried from the transfer with a failed check fail too.
+        let mut digest = FileDigest::for_file("bad.tar.gz");
+        digest.update(&bad);
+        let digests = digest.finish();
+        let err = verify_with_digests(&p, &digests, &expect).unwrap_err();
+        assert!(matches!(err, VerifyError::Archive { .. }), "{err}");
     }
 
     #[test]
