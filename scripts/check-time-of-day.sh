@@ -7,6 +7,10 @@
 # the tcbackup binary it starts see the faked clock (LD_PRELOAD is
 # inherited); monotonic time stays real so timeouts behave.
 #
+# The test binaries are built first with the real clock and then run
+# directly: cargo and rustc are never run under faketime (cargo compares
+# file times, and rustc has been seen to hang under libfaketime).
+#
 #   scripts/check-time-of-day.sh              # the default hours
 #   HOURS="00:40 05:55" scripts/check-time-of-day.sh
 set -euo pipefail
@@ -17,8 +21,31 @@ if ! command -v faketime >/dev/null 2>&1; then
   exit 1
 fi
 
-# Build with the real clock: cargo compares file times.
-cargo test --no-run --quiet --test it --lib --bins 2>/dev/null || cargo test --no-run --test it --lib --bins
+# Build with the real clock; collect the test executables cargo reports.
+mapfile -t bins < <(
+  cargo test --no-run --message-format=json --test it --lib --bins 2>/dev/null |
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    if msg.get("reason") == "compiler-artifact" and msg.get("executable") and msg.get("profile", {}).get("test"):
+        print(msg["target"]["name"] + "\t" + msg["executable"])
+'
+)
+it_bin=""
+unit_bins=()
+for entry in "${bins[@]}"; do
+  name=${entry%%$'\t'*}
+  path=${entry#*$'\t'}
+  if [ "$name" = it ]; then it_bin=$path; else unit_bins+=("$path"); fi
+done
+if [ -z "$it_bin" ] || [ ${#unit_bins[@]} -eq 0 ]; then
+  echo "could not find the test executables" >&2
+  exit 1
+fi
 
 hours=${HOURS:-"00:40 02:10 12:00 23:50"}
 day=$(TZ=Asia/Shanghai date +%F)
@@ -27,7 +54,9 @@ for hour in $hours; do
   at=$(date -u -d "$day $hour +08:00" '+%Y-%m-%d %H:%M:%S')
   printf '\n--- %s %s UTC+8 (%s UTC) ---\n' "$day" "$hour" "$at"
   # '@' starts the faked clock at that instant and lets it run.
-  TZ=UTC faketime -f "@$at" cargo test --quiet --test it -- now::
-  TZ=UTC faketime -f "@$at" cargo test --quiet --lib --bins -- sample:: retention daemon::
+  TZ=UTC faketime -f "@$at" "$it_bin" --quiet now::
+  for bin in "${unit_bins[@]}"; do
+    TZ=UTC faketime -f "@$at" "$bin" --quiet sample:: retention daemon::
+  done
 done
 echo "time of day: every hour passed ($hours)"
