@@ -56,9 +56,14 @@ passed=0
 run_at() {
   local at=$1 bin=$2
   shift 2
-  if ! "$bin" --list "$@" 2>/dev/null | grep -q ': test$'; then
-    return 0
-  fi
+  local listed
+  # Captured first: `grep -q` closing a pipe early would make the lister
+  # fail with SIGPIPE under pipefail, and a binary be skipped by chance.
+  listed=$("$bin" --list "$@" 2>/dev/null) || return 1
+  case "$listed" in
+    *": test"*) ;;
+    *) return 0 ;;
+  esac
   local out
   out=$(TZ=UTC faketime -f "@$at" "$bin" --quiet "$@" 2>&1) || { printf '%s\n' "$out"; return 1; }
   printf '%s\n' "$out" | grep '^test result:'
