@@ -359,22 +359,7 @@ impl Setup {
 
 /// Bytes the sidecar next to `part` records as written (0 without one).
 fn recorded_bytes(part: &Path) -> u64 {
-    let sidecar = PathBuf::from(format!("{}.json", part.display()));
-    let Ok(bytes) = std::fs::read(&sidecar) else {
-        return 0;
-    };
-    let Ok(state) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return 0;
-    };
-    state["segments"]
-        .as_array()
-        .map(|segments| {
-            segments
-                .iter()
-                .map(|s| s["written"].as_u64().unwrap_or(0) - s["start"].as_u64().unwrap_or(0))
-                .sum()
-        })
-        .unwrap_or(0)
+    crate::common::sidecar_recorded_bytes(&PathBuf::from(format!("{}.json", part.display())))
 }
 
 struct Proc {

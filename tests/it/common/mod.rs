@@ -450,3 +450,24 @@ pub fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool
 pub fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap()
 }
+
+/// Bytes the sidecar at `sidecar` records as written (0 without one, or
+/// while it cannot be read): the progress of a download whose part file is
+/// preallocated at full size.
+pub fn sidecar_recorded_bytes(sidecar: &Path) -> u64 {
+    let Ok(bytes) = std::fs::read(sidecar) else {
+        return 0;
+    };
+    let Ok(state) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return 0;
+    };
+    state["segments"]
+        .as_array()
+        .map(|segments| {
+            segments
+                .iter()
+                .map(|s| s["written"].as_u64().unwrap_or(0) - s["start"].as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}

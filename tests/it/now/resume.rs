@@ -44,20 +44,7 @@ fn sigterm_mid_transfer_exits_130_and_the_next_run_resumes() {
     let child = h.spawn(&["--now"]);
     // The part file is preallocated to its full size, so progress is read
     // from the sidecar, which records what was written.
-    let recorded = || -> u64 {
-        std::fs::read(&sidecar)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|state| {
-                state["segments"].as_array().map(|segments| {
-                    segments
-                        .iter()
-                        .map(|s| s["written"].as_u64().unwrap() - s["start"].as_u64().unwrap())
-                        .sum()
-                })
-            })
-            .unwrap_or(0)
-    };
+    let recorded = || sidecar_recorded_bytes(&sidecar);
     wait_for(
         Duration::from_secs(60),
         "the download to record progress",

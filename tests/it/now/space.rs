@@ -44,20 +44,7 @@ fn a_backup_interrupted_on_a_nearly_full_disk_is_published_by_the_next_run() {
         .join(PG)
         .join(format!("base_{id}"))
         .join(format!("{}.part.json", backup.file.name));
-    let recorded = || -> u64 {
-        std::fs::read(&sidecar)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|state| {
-                state["segments"].as_array().map(|segments| {
-                    segments
-                        .iter()
-                        .map(|s| s["written"].as_u64().unwrap() - s["start"].as_u64().unwrap())
-                        .sum()
-                })
-            })
-            .unwrap_or(0)
-    };
+    let recorded = || sidecar_recorded_bytes(&sidecar);
 
     let child = h.spawn(&["--now"]);
     wait_for(
