@@ -110,16 +110,7 @@ impl Setup {
         if let Some(url) = &conf.healthcheck {
             t += &format!("healthcheck_url = {}\n", q(url));
         }
-        t += &format!(
-            "[api]\nendpoint = {}\nallow_http_downloads = true\nregion = {}\n",
-            q(&self.emu.endpoint()),
-            q(sample::SAMPLE_REGION)
-        );
-        t += &format!(
-            "[credentials]\nsecret_id = {}\nsecret_key = {}\n",
-            q(self.emu.secret_id()),
-            q(self.emu.secret_key().expose())
-        );
+        t += &self.emu.client_tables();
         t += "[schedule]\ninterval = \"1h\"\njitter = \"0s\"\n[retention]\nkeep_last = 50\n";
         t += &format!("[[redis]]\ninstance_id = {}\n", q(REDIS));
         if conf.pg {

@@ -209,16 +209,7 @@ impl Setup {
         if let Some(url) = &conf.healthcheck {
             t += &format!("healthcheck_url = {}\n", q(url));
         }
-        t += &format!(
-            "[api]\nendpoint = {}\nallow_http_downloads = true\nregion = {}\n",
-            q(&self.emu.endpoint()),
-            q(sample::SAMPLE_REGION)
-        );
-        t += &format!(
-            "[credentials]\nsecret_id = {}\nsecret_key = {}\n",
-            q(self.emu.secret_id()),
-            q(self.emu.secret_key().expose())
-        );
+        t += &self.emu.client_tables();
         t += &format!(
             "[schedule]\ninterval = {}\njitter = \"0s\"\n",
             q(conf.interval)

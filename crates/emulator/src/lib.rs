@@ -255,6 +255,15 @@ impl Emulator {
         &self.secret_id
     }
 
+    /// The `[api]` and `[credentials]` tables that point tcbackup at this
+    /// emulator with its key pair ([`client_tables`]).
+    pub fn client_tables(&self) -> String {
+        client_tables(
+            &self.endpoint,
+            Some((&self.secret_id, self.secret_key.expose())),
+        )
+    }
+
     /// The SecretKey accepted (never log it).
     pub fn secret_key(&self) -> &Secret {
         &self.secret_key
@@ -290,17 +299,17 @@ impl Drop for Emulator {
     }
 }
 
-/// A tcbackup configuration that points at an emulator on `endpoint`, with
-/// the sample instances; `credentials` is written in when given.
-pub fn standalone_config(endpoint: &str, credentials: Option<(&str, &str)>) -> String {
+/// The `[api]` and `[credentials]` tables of a tcbackup configuration that
+/// points at an emulator on `endpoint`; `credentials` is written in when
+/// given. The one place that knows what a client of the emulator must set
+/// (the demo, `tcbackup emulator` and the tests build on it).
+pub fn client_tables(endpoint: &str, credentials: Option<(&str, &str)>) -> String {
     let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
-    let mut text = String::new();
-    text.push_str("download_dir = \"./tcbackup-emulator\"\n\n");
-    text.push_str(&format!(
+    let mut text = format!(
         "[api]\nendpoint = {}\nallow_http_downloads = true\nregion = {}\n\n",
         quote(endpoint),
         quote(sample::SAMPLE_REGION)
-    ));
+    );
     match credentials {
         Some((id, key)) => text.push_str(&format!(
             "[credentials]\nsecret_id = {}\nsecret_key = {}\n\n",
@@ -311,6 +320,16 @@ pub fn standalone_config(endpoint: &str, credentials: Option<(&str, &str)>) -> S
             "# credentials: taken from TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY\n\n",
         ),
     }
+    text
+}
+
+/// A tcbackup configuration that points at an emulator on `endpoint`, with
+/// the sample instances; `credentials` is written in when given.
+pub fn standalone_config(endpoint: &str, credentials: Option<(&str, &str)>) -> String {
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut text = String::new();
+    text.push_str("download_dir = \"./tcbackup-emulator\"\n\n");
+    text.push_str(&client_tables(endpoint, credentials));
     text.push_str("[retention]\nkeep_last = 7\n\n");
     text.push_str(&format!(
         "[[redis]]\ninstance_id = {}\nregion = {}\n\n",
