@@ -17,7 +17,10 @@ use tcbackup_core::config::Config;
 use tcbackup_core::exit::Exit;
 use tcbackup_core::service::notify::Notifier;
 use tcbackup_core::store::Store;
-use tcbackup_emulator::{sample, Emulator, EmulatorOptions, ObjectBody, RedisBackupSpec};
+use tcbackup_emulator::cos::{Fault, FaultTarget, Repeat};
+use tcbackup_emulator::{
+    sample, Emulator, EmulatorOptions, ObjectBody, PgBackupKind, RedisBackupSpec,
+};
 use tcbackup_signing::clock::{Clock, ManualClock};
 use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
@@ -48,7 +51,11 @@ fn keep_time(clock: &ManualClock) -> JoinHandle<()> {
 /// What goes in the config file.
 #[derive(Clone, Default)]
 struct Conf {
+    /// Leave the sample Redis instance out.
+    no_redis: bool,
     pg: bool,
+    /// `[transfer] idle_timeout`, when set.
+    idle_timeout: Option<&'static str>,
     metrics: bool,
     healthcheck: Option<String>,
 }
@@ -111,8 +118,13 @@ impl Setup {
             t += &format!("healthcheck_url = {}\n", q(url));
         }
         t += &self.emu.client_tables();
+        if let Some(idle) = conf.idle_timeout {
+            t += &format!("[transfer]\nidle_timeout = {}\n", q(idle));
+        }
         t += "[schedule]\ninterval = \"1h\"\njitter = \"0s\"\n[retention]\nkeep_last = 50\n";
-        t += &format!("[[redis]]\ninstance_id = {}\n", q(REDIS));
+        if !conf.no_redis {
+            t += &format!("[[redis]]\ninstance_id = {}\n", q(REDIS));
+        }
         if conf.pg {
             t += &format!("[[postgres]]\ninstance_id = {}\n", q(PG));
         }
@@ -324,6 +336,69 @@ async fn a_broken_reload_keeps_the_old_config_and_a_valid_one_is_used() {
         .await;
         let status = s.cycle_ended().await;
         assert!(!s.sets(PG).is_empty(), "{status}");
+        stop.cancel();
+        assert_eq!(daemon.await.expect("daemon task"), Exit::Ok);
+    })
+    .await;
+}
+
+/// A reload that arrives during a cycle is checked at once but does not
+/// interrupt the cycle (its transfer goes on in the same request); the new
+/// configuration is used from the next cycle. The download is held by a
+/// stall the test releases, so the reload lands mid-transfer for certain.
+#[tokio::test(start_paused = true)]
+async fn a_reload_during_a_cycle_takes_effect_when_it_ends() {
+    let s = Setup::new().await;
+    let key = s
+        .emu
+        .state()
+        .pg_backups(PG, PgBackupKind::Base)
+        .expect("sample PG")[0]
+        .file
+        .cos_key
+        .clone();
+    s.emu.cos().add_fault(
+        FaultTarget::Key(key.clone()),
+        Fault::StallAfter(1),
+        Repeat::Times(1),
+    );
+    // Paused time jumps to the next timer whenever the runtime waits on a
+    // socket, so a held download's idle clock runs fast: give it room.
+    let conf = Conf {
+        no_redis: true,
+        pg: true,
+        idle_timeout: Some("6h"),
+        ..Conf::default()
+    };
+    s.write_config(&conf);
+    local(async {
+        let (stop, reload, daemon) = s.spawn();
+        s.emu.cos().stalls_reached(1).await;
+        s.write_config(&Conf {
+            no_redis: false,
+            ..conf.clone()
+        });
+        reload.send(()).await.expect("reload sent");
+        s.wait_for("READY after the reload", |m| {
+            m.starts_with("READY=1")
+                && m.contains("configuration reloaded; it takes effect when the running cycle ends")
+        })
+        .await;
+        s.emu.cos().release_stalls();
+        let status = s.cycle_ended().await;
+        assert!(!status.contains(" 0 set(s) published"), "{status}");
+        assert_eq!(
+            s.emu.cos().stats(&key).requests,
+            1,
+            "the held download was never interrupted"
+        );
+        assert!(
+            s.sets(REDIS).is_empty(),
+            "the running cycle kept its configuration"
+        );
+        let status = s.cycle_ended().await;
+        assert!(status.contains("4 set(s) published"), "{status}");
+        assert_eq!(s.sets(REDIS).len(), 4);
         stop.cancel();
         assert_eq!(daemon.await.expect("daemon task"), Exit::Ok);
     })

@@ -176,6 +176,8 @@ pub struct CosStore {
     /// Server-wide per-connection cap in bytes/s; 0 means none.
     rate_limit: AtomicU64,
     stall_release: watch::Sender<u64>,
+    /// How many responses have reached their stall point so far.
+    stalls_reached: watch::Sender<u64>,
 }
 
 impl CosStore {
@@ -191,6 +193,7 @@ impl CosStore {
             faults: Mutex::new(faults::Faults::default()),
             rate_limit: AtomicU64::new(0),
             stall_release: watch::Sender::new(0),
+            stalls_reached: watch::Sender::new(0),
         })
     }
 
@@ -366,6 +369,19 @@ impl CosStore {
     /// call and reaches its stall point afterwards does not stall either.
     pub fn release_stalls(&self) {
         self.stall_release.send_modify(|n| *n += 1);
+    }
+
+    /// Wait until `count` responses in all have reached their stall point
+    /// (a [`Fault::StallAfter`]), so a test acts while a transfer is
+    /// certainly held, without polling.
+    pub async fn stalls_reached(&self, count: u64) {
+        let mut reached = self.stalls_reached.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = reached.wait_for(|n| *n >= count).await;
+    }
+
+    pub(crate) fn note_stall_reached(&self) {
+        self.stalls_reached.send_modify(|n| *n += 1);
     }
 
     /// Set the server-wide per-connection rate cap in bytes/s (`None` removes it).

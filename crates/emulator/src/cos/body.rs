@@ -121,6 +121,7 @@ impl BodyStream {
         }
         if self.plan.stall_after.is_some_and(|n| self.sent >= n) {
             self.plan.stall_after = None;
+            self.store.note_stall_reached();
             // Wait for a release; a closed channel (store gone) never happens
             // while we hold the store, so treat it as a release too.
             let _ = self.stall_release.changed().await;
