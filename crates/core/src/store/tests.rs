@@ -624,7 +624,10 @@ fn an_encrypted_set_is_published_with_its_key_owner_only() {
     assert_eq!(record.algorithm, "AES-256-CBC");
     assert_eq!(record.kms_key_id, None);
     assert_eq!(record.key_file.as_deref(), Some(KEY_FILE));
-    assert_eq!(store.list_sets(INSTANCE).unwrap().sets, std::slice::from_ref(&set));
+    assert_eq!(
+        store.list_sets(INSTANCE).unwrap().sets,
+        std::slice::from_ref(&set)
+    );
 
     let report = store.verify_set(&set).unwrap();
     assert!(report.is_ok(), "{report:?}");
