@@ -422,14 +422,14 @@ pub fn load(state: &EmulatorState) -> Result<SampleInfo, StateError> {
     ))?;
     let mut redis_encrypted = Vec::new();
     for (k, start) in (0u64..).zip(times.redis_finished.iter().take(2)) {
-        let number = 7_104_400 + k;
+        let number = ENCRYPTED_FIRST_NUMBER + k;
         let id = format!("165706342-{number}-{}", start.timestamp());
         let (key, kms) = if k == 0 {
             (sample_decrypt_key(number), String::new())
         } else {
             (String::new(), SAMPLE_KMS_KEY_ID.to_string())
         };
-        let body = sample_ciphertext(number, 48 * 1024 + (k as usize) * 4096);
+        let body = sample_encrypted_body(k);
         let spec = RedisBackupSpec::finished(id.clone(), *start)
             .encrypted(key, kms)
             .file(
@@ -452,6 +452,16 @@ pub fn load(state: &EmulatorState) -> Result<SampleInfo, StateError> {
         redis_encrypted_instance_id: SAMPLE_REDIS_ENCRYPTED_INSTANCE.to_string(),
         redis_encrypted,
     })
+}
+
+/// Backup number of the newest sample encrypted backup (ids and names).
+const ENCRYPTED_FIRST_NUMBER: u64 = 7_104_400;
+
+/// The file of sample encrypted backup `k` (0 the newest) of
+/// [`SAMPLE_REDIS_ENCRYPTED_INSTANCE`], exactly as COS serves it.
+pub fn sample_encrypted_body(k: u64) -> Vec<u8> {
+    let len = 48 * 1024 + usize::try_from(k).unwrap_or(0) * 4096;
+    sample_ciphertext(ENCRYPTED_FIRST_NUMBER + k, len)
 }
 
 /// Bytes that look like an AES-256-CBC encrypted backup: a 16-byte IV and
