@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs `tcbackup demo` in a scratch directory, then checks every Redis RDB
-# file it downloaded with redis-check-rdb and every PostgreSQL archive with
-# `tar -tzf` (or `zstd -t` and `tar --zstd -tf`), and that a second run
-# downloads nothing.
+# file it downloaded with redis-check-rdb (except the files of encrypted
+# sets, whose manifest says "encrypted": true: they are ciphertext; for
+# those it checks the decryption key file instead: mode 0600 and not empty,
+# or no key_file in the manifest for a key the API did not give out), every
+# PostgreSQL archive with `tar -tzf` (or `zstd -t` and `tar --zstd -tf`),
+# and that a second run downloads nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
@@ -15,10 +18,44 @@ cd "$work"
 
 rdbs=(tcbackup-demo/crs-*/*/*.rdb)
 [ -e "${rdbs[0]}" ] || { echo "the demo downloaded no RDB file" >&2; exit 1; }
+checked=0
+encrypted=0
+keys=0
 for f in "${rdbs[@]}"; do
+  manifest="$(dirname "$f")/manifest.json"
+  if grep -q '"encrypted": true' "$manifest"; then
+    encrypted=$((encrypted + 1))
+    continue
+  fi
   redis-check-rdb "$f" > check.log 2>&1 || { cat check.log; echo "redis-check-rdb rejected $f" >&2; exit 1; }
+  checked=$((checked + 1))
 done
-echo "redis-check-rdb: ${#rdbs[@]} RDB files OK"
+[ "$checked" -gt 0 ] || { echo "the demo downloaded no unencrypted RDB file" >&2; exit 1; }
+echo "redis-check-rdb: $checked RDB files OK"
+
+# Encrypted sets: ciphertext (no REDIS magic), and the key beside it.
+[ "$encrypted" -gt 0 ] || { echo "the demo downloaded no encrypted Redis set" >&2; exit 1; }
+for manifest in tcbackup-demo/crs-*/*/manifest.json; do
+  grep -q '"encrypted": true' "$manifest" || continue
+  set_dir=$(dirname "$manifest")
+  for f in "$set_dir"/*.rdb; do
+    if [ "$(head -c 5 "$f")" = "REDIS" ]; then
+      echo "an encrypted set holds a plain RDB file: $f" >&2; exit 1
+    fi
+  done
+  if grep -q '"key_file": "DECRYPT-KEY"' "$manifest"; then
+    key="$set_dir/DECRYPT-KEY"
+    [ -f "$key" ] && [ ! -L "$key" ] || { echo "no key file in $set_dir" >&2; exit 1; }
+    [ -s "$key" ] || { echo "empty key file $key" >&2; exit 1; }
+    mode=$(stat -c %a "$key")
+    [ "$mode" = 600 ] || { echo "key file $key has mode $mode, not 600" >&2; exit 1; }
+    keys=$((keys + 1))
+  elif [ -e "$set_dir/DECRYPT-KEY" ]; then
+    echo "a key file in $set_dir whose manifest names none" >&2; exit 1
+  fi
+done
+[ "$keys" -gt 0 ] || { echo "no encrypted set came with its key" >&2; exit 1; }
+echo "encrypted: $encrypted ciphertext files skipped by redis-check-rdb, $keys key file(s) 0600"
 
 archives=(tcbackup-demo/postgres-*/*/*.tar.gz)
 [ -e "${archives[0]}" ] || { echo "the demo downloaded no PostgreSQL archive" >&2; exit 1; }

@@ -1,7 +1,8 @@
 //! `tcbackup demo`: starts the built-in emulator with sample data (a
-//! three-shard Redis cluster and a PostgreSQL instance with base and log
-//! backups), pulls everything into a local directory with progress bars,
-//! and prints where everything went and the retention plan.
+//! three-shard Redis cluster, a Redis instance whose backups are encrypted,
+//! and a PostgreSQL instance with base and log backups), pulls everything
+//! into a local directory with progress bars, and prints where everything
+//! went (an encrypted set with its key file) and the retention plan.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -137,6 +138,20 @@ pub async fn run(dir: &Path) -> anyhow::Result<Exit> {
                     tcbackup_core::progress::human_bytes(file.size).to_string(),
                     &file.sha256[..16]
                 );
+            }
+            if let Some(e) = &set.manifest.encryption {
+                match &e.key_file {
+                    Some(key) => crate::outln!(
+                        "      {key:<64} {:>10}  decryption key ({}), owner-only; the files above are ciphertext",
+                        "",
+                        e.algorithm
+                    ),
+                    None => crate::outln!(
+                        "      (no key: the API gave none for this {} backup; KMS key {})",
+                        e.algorithm,
+                        e.kms_key_id.as_deref().unwrap_or("-")
+                    ),
+                }
             }
             crate::outln!("      manifest.json");
         }

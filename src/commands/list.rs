@@ -27,6 +27,11 @@ struct ListRow {
     remote_finished: Option<bool>,
     local_dir: Option<String>,
     local_bytes: Option<u64>,
+    /// The API's listing or the local manifest says the files are encrypted.
+    encrypted: bool,
+    /// For a local encrypted set: whether its key file was published with
+    /// it (never the key itself). `None` when there is no such set.
+    local_key_held: Option<bool>,
 }
 
 impl ListRow {
@@ -51,6 +56,11 @@ impl ListRow {
             remote_finished: remote.map(|r| r.finished),
             local_dir: local.map(|l| l.dir.display().to_string()),
             local_bytes: local.map(|l| l.manifest.total_size()),
+            encrypted: remote.is_some_and(|r| r.encrypted)
+                || local.is_some_and(|l| l.manifest.encrypted),
+            local_key_held: local
+                .and_then(|l| l.manifest.encryption.as_ref())
+                .map(|e| e.key_file.is_some()),
         }
     }
 }
@@ -132,12 +142,18 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> Exit {
                 (Some(s), _) => format!("busy ({s})"),
                 (None, _) => "-".to_string(),
             };
-            let local = match (&row.local_dir, row.local_bytes) {
+            let mut local = match (&row.local_dir, row.local_bytes) {
                 (Some(dir), Some(bytes)) => {
                     format!("{} {}", tcbackup_core::progress::human_bytes(bytes), dir)
                 }
                 _ => "-".to_string(),
             };
+            match (row.encrypted, row.local_key_held) {
+                (false, _) => {}
+                (true, Some(true)) => local.push_str(" [encrypted, key kept]"),
+                (true, Some(false)) => local.push_str(" [encrypted, NO key held]"),
+                (true, None) => local.push_str(" [encrypted]"),
+            }
             crate::outln!(
                 "{:<20} {:<5} {:<40} {:<25} {:<12} {}",
                 row.instance_id,

@@ -225,7 +225,8 @@ async fn every_processed_request_is_200_json_with_a_request_id() {
             "only Response at the top"
         );
     }
-    assert_eq!(ok.ok()["TotalCount"], 1);
+    // The cluster and the instance with encrypted backups.
+    assert_eq!(ok.ok()["TotalCount"], 2);
     bad.err("ResourceNotFound.InstanceNotExists");
 }
 
@@ -1316,7 +1317,8 @@ async fn metadata_credentials_work_until_they_expire() {
         r.timestamp = clock.unix();
         r
     };
-    assert_eq!(api.send(&tmp()).await.ok()["TotalCount"], 1);
+    // Both sample Redis instances (the cluster, the encrypted one).
+    assert_eq!(api.send(&tmp()).await.ok()["TotalCount"], 2);
     clock.advance(Duration::seconds(400));
     api.send(&tmp()).await.err("AuthFailure.TokenFailure");
     assert_eq!(emu.metadata().issued(), 1);
@@ -1420,6 +1422,49 @@ async fn detail_restriction_and_unmodelled_filters() {
     assert_eq!(a.ok()["ShardNum"], 3);
     assert_eq!(a.ok()["Status"], 2);
     assert!(a.ok()["BackupSize"].as_u64().unwrap() > 0);
+    assert_eq!(a.ok()["Encrypted"], false);
+    assert!(a.ok()["DecryptKey"].is_null() && a.ok()["KeyAlgorithm"].is_null());
+    // The encrypted sample: the key and algorithm under the SDK model's names.
+    let enc = &s.redis_encrypted_instance_id;
+    let served = emu.state().redis_backups(enc).unwrap();
+    let a = api
+        .call(
+            "redis",
+            "DescribeBackupDetail",
+            json!({"InstanceId": enc, "BackupId": s.redis_encrypted[0]}),
+        )
+        .await;
+    assert_eq!(a.ok()["Encrypted"], true);
+    assert_eq!(a.ok()["KeyAlgorithm"], "AES-256-CBC");
+    let key = &served
+        .iter()
+        .find(|b| b.backup_id == s.redis_encrypted[0])
+        .unwrap()
+        .decrypt_key;
+    assert_eq!(a.ok()["DecryptKey"].as_str(), Some(key.as_str()));
+    assert!(a.ok()["KmsKeyId"].is_null());
+    let a = api
+        .call(
+            "redis",
+            "DescribeBackupDetail",
+            json!({"InstanceId": enc, "BackupId": s.redis_encrypted[1]}),
+        )
+        .await;
+    assert_eq!(a.ok()["Encrypted"], true);
+    assert!(
+        a.ok()["DecryptKey"].is_null(),
+        "a KMS-held key is not given out"
+    );
+    assert_eq!(a.ok()["KmsKeyId"], sample::SAMPLE_KMS_KEY_ID);
+    let listed = api
+        .call(
+            "redis",
+            "DescribeInstanceBackups",
+            json!({"InstanceId": enc}),
+        )
+        .await;
+    assert_eq!(listed.ok()["TotalCount"], 2);
+    assert_eq!(listed.ok()["BackupSet"][0]["Encrypted"], true);
     let a = api
         .call("redis", "DescribeBackupDownloadRestriction", json!({}))
         .await;

@@ -35,6 +35,10 @@ SECRET_ID = os.environ["TENCENTCLOUD_SECRET_ID"]
 SECRET_KEY = os.environ["TENCENTCLOUD_SECRET_KEY"]
 REGION = "ap-guangzhou"
 REDIS_INSTANCE = "crs-4y9t57vt"
+# The sample instance whose backups are encrypted: the newest with its
+# DecryptKey, the older one with a KMS key id and no key.
+ENCRYPTED_INSTANCE = "crs-enc8q2vd"
+KMS_KEY_ID = "kms-3f7c1a9e-emulated"
 PG_INSTANCE = "postgres-oamgybor"
 TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 
@@ -141,6 +145,42 @@ class RedisSdk(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertEqual(len(body), first.FileSize)
         self.assertTrue(body.startswith(b"REDIS0009"))
+
+    def test_backup_detail_gives_an_encrypted_backups_key(self):
+        listed = self.backups(InstanceId=ENCRYPTED_INSTANCE)
+        self.assertEqual(listed.TotalCount, 2)
+        self.assertTrue(all(b.Encrypted for b in listed.BackupSet))
+        details = []
+        for backup in listed.BackupSet:
+            req = redis_models.DescribeBackupDetailRequest()
+            req.InstanceId = ENCRYPTED_INSTANCE
+            req.BackupId = backup.BackupId
+            details.append(redis().DescribeBackupDetail(req))
+        newest, older = details
+        self.assertIs(newest.Encrypted, True)
+        self.assertEqual(newest.KeyAlgorithm, "AES-256-CBC")
+        self.assertRegex(newest.DecryptKey, r"^[0-9a-f]{64}$")
+        self.assertIsNone(newest.KmsKeyId)
+        self.assertIs(older.Encrypted, True)
+        self.assertEqual(older.KeyAlgorithm, "AES-256-CBC")
+        self.assertIsNone(older.DecryptKey)
+        self.assertEqual(older.KmsKeyId, KMS_KEY_ID)
+        # The files are ciphertext, not RDB.
+        req = redis_models.DescribeBackupUrlRequest()
+        req.InstanceId = ENCRYPTED_INSTANCE
+        req.BackupId = listed.BackupSet[0].BackupId
+        info = redis().DescribeBackupUrl(req).BackupInfos[0]
+        status, body = fetch(info.DownloadUrl)
+        self.assertEqual(status, 200)
+        self.assertEqual(len(body), info.FileSize)
+        self.assertFalse(body.startswith(b"REDIS"))
+        # An unencrypted backup's detail says so.
+        req = redis_models.DescribeBackupDetailRequest()
+        req.InstanceId = REDIS_INSTANCE
+        req.BackupId = self.backups().BackupSet[0].BackupId
+        plain = redis().DescribeBackupDetail(req)
+        self.assertIs(plain.Encrypted, False)
+        self.assertIsNone(plain.DecryptKey)
 
     def test_unknown_backup_has_the_documented_code(self):
         req = redis_models.DescribeBackupUrlRequest()

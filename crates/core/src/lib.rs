@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod cloud;
 pub mod config;
 pub mod duration;
+pub mod encryption;
 pub mod exit;
 pub mod model;
 pub mod private_files;

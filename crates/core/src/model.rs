@@ -85,6 +85,10 @@ pub struct RemoteBackup {
     /// Files known from the listing: PostgreSQL lists its one file; Redis
     /// lists none until `DescribeBackupUrl` (one file per shard).
     pub files: Vec<RemoteFile>,
+    /// Whether the listing says the backup is encrypted (Redis
+    /// `Encrypted`; always false for PostgreSQL). The sync cycle then asks
+    /// `DescribeBackupDetail` for the key at fetch time.
+    pub encrypted: bool,
 }
 
 /// A file with a fresh presigned download URL.

@@ -32,7 +32,7 @@ pub use self::sample::SampleInfo;
 pub use self::state::{
     format_api_time, parse_api_time, redis_status, BackupFile, EmulatorState, FileSpec, PgBackup,
     PgBackupKind, PgBackupSpec, PgInstance, PgRestriction, RedisBackup, RedisBackupSpec,
-    RedisInstance, RedisRestriction, StateError,
+    RedisEncryptionSpec, RedisInstance, RedisRestriction, StateError,
 };
 use tcbackup_signing::clock::{Clock, SystemClock};
 use tcbackup_signing::secret::Secret;
@@ -337,6 +337,11 @@ pub fn standalone_config(endpoint: &str, credentials: Option<(&str, &str)>) -> S
         quote(sample::SAMPLE_REGION)
     ));
     text.push_str(&format!(
+        "# encrypted backups: published with their key (DECRYPT-KEY)\n[[redis]]\ninstance_id = {}\nregion = {}\n\n",
+        quote(sample::SAMPLE_REDIS_ENCRYPTED_INSTANCE),
+        quote(sample::SAMPLE_REGION)
+    ));
+    text.push_str(&format!(
         "[[postgres]]\ninstance_id = {}\nregion = {}\n",
         quote(sample::SAMPLE_PG_INSTANCE),
         quote(sample::SAMPLE_REGION)
@@ -473,6 +478,10 @@ mod tests {
         assert_eq!(
             value["redis"][0]["instance_id"].as_str(),
             Some(sample::SAMPLE_REDIS_INSTANCE)
+        );
+        assert_eq!(
+            value["redis"][1]["instance_id"].as_str(),
+            Some(sample::SAMPLE_REDIS_ENCRYPTED_INSTANCE)
         );
         assert_eq!(
             value["postgres"][0]["instance_id"].as_str(),

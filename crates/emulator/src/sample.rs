@@ -2,9 +2,11 @@
 //! the last days plus one in progress, every shard a real RDB file; and a
 //! PostgreSQL instance with finished base backups (real `.tar.gz` archives,
 //! one `.tar.zst`),
-//! log backups and one running base backup. Contents are deterministic;
-//! times are relative to the emulator clock. Also helpers that add large
-//! backups for benchmarks.
+//! log backups and one running base backup; and a standalone Redis instance
+//! whose two backups are encrypted (ciphertext-like files, one with its
+//! `DecryptKey`, one whose key the API does not give out, as with KMS).
+//! Contents are deterministic; times are relative to the emulator clock.
+//! Also helpers that add large backups for benchmarks.
 
 pub mod rdb;
 pub mod targz;
@@ -32,6 +34,12 @@ pub const SAMPLE_REDIS_INSTANCE: &str = "crs-4y9t57vt";
 pub const SAMPLE_PG_INSTANCE: &str = "postgres-oamgybor";
 /// Shards of the sample Redis instance.
 pub const SAMPLE_REDIS_SHARDS: u32 = 3;
+/// The sample Redis instance whose backups are encrypted (standalone: one
+/// file per backup). Kept apart from [`SAMPLE_REDIS_INSTANCE`] so that
+/// what is said about that one (four finished RDB backups) stays true.
+pub const SAMPLE_REDIS_ENCRYPTED_INSTANCE: &str = "crs-enc8q2vd";
+/// `KmsKeyId` of the sample encrypted backup whose key the API withholds.
+pub const SAMPLE_KMS_KEY_ID: &str = "kms-3f7c1a9e-emulated";
 
 /// What [`load`] added, so tests can name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +60,11 @@ pub struct SampleInfo {
     pub pg_base_running: String,
     /// Finished log backups, newest first.
     pub pg_log_finished: Vec<String>,
+    /// The Redis instance with encrypted backups.
+    pub redis_encrypted_instance_id: String,
+    /// Its finished encrypted backups, newest first: the newest comes with
+    /// its `DecryptKey`, the older one with a `KmsKeyId` and no key.
+    pub redis_encrypted: Vec<String>,
 }
 
 /// A small deterministic generator (SplitMix64) for sample contents.
@@ -401,6 +414,32 @@ pub fn load(state: &EmulatorState) -> Result<SampleInfo, StateError> {
         pg_log_finished.push(id);
     }
 
+    // ---- Redis with encryption on: two finished encrypted backups.
+    state.add_redis_instance(RedisInstance::new(
+        SAMPLE_REDIS_ENCRYPTED_INSTANCE,
+        SAMPLE_REGION,
+        now,
+    ))?;
+    let mut redis_encrypted = Vec::new();
+    for (k, start) in (0u64..).zip(times.redis_finished.iter().take(2)) {
+        let number = ENCRYPTED_FIRST_NUMBER + k;
+        let id = format!("165706342-{number}-{}", start.timestamp());
+        let (key, kms) = if k == 0 {
+            (sample_decrypt_key(number), String::new())
+        } else {
+            (String::new(), SAMPLE_KMS_KEY_ID.to_string())
+        };
+        let body = sample_encrypted_body(k);
+        let spec = RedisBackupSpec::finished(id.clone(), *start)
+            .encrypted(key, kms)
+            .file(
+                redis_file_name(number, 1),
+                ObjectBody::Bytes(Bytes::from(body)),
+            );
+        state.add_redis_backup(SAMPLE_REDIS_ENCRYPTED_INSTANCE, spec)?;
+        redis_encrypted.push(id);
+    }
+
     Ok(SampleInfo {
         region: SAMPLE_REGION.to_string(),
         redis_instance_id: SAMPLE_REDIS_INSTANCE.to_string(),
@@ -410,7 +449,38 @@ pub fn load(state: &EmulatorState) -> Result<SampleInfo, StateError> {
         pg_base_finished,
         pg_base_running,
         pg_log_finished,
+        redis_encrypted_instance_id: SAMPLE_REDIS_ENCRYPTED_INSTANCE.to_string(),
+        redis_encrypted,
     })
+}
+
+/// Backup number of the newest sample encrypted backup (ids and names).
+const ENCRYPTED_FIRST_NUMBER: u64 = 7_104_400;
+
+/// The file of sample encrypted backup `k` (0 the newest) of
+/// [`SAMPLE_REDIS_ENCRYPTED_INSTANCE`], exactly as COS serves it.
+pub fn sample_encrypted_body(k: u64) -> Vec<u8> {
+    let len = 48 * 1024 + usize::try_from(k).unwrap_or(0) * 4096;
+    sample_ciphertext(ENCRYPTED_FIRST_NUMBER + k, len)
+}
+
+/// Bytes that look like an AES-256-CBC encrypted backup: a 16-byte IV and
+/// whole 16-byte blocks of random-looking data, deterministic in `seed`
+/// (no real cipher: tcbackup never decrypts, and the real layout is
+/// undocumented). Never starts with the RDB magic.
+pub fn sample_ciphertext(seed: u64, len: usize) -> Vec<u8> {
+    let blocks = len.div_ceil(16).max(1);
+    let mut bytes = SplitMix::new(seed ^ 0xC1F3_E7A1_0000_0000).bytes(16 + blocks * 16);
+    if bytes.starts_with(b"REDIS") {
+        bytes[0] ^= 0xFF;
+    }
+    bytes
+}
+
+/// A deterministic stand-in for a `DecryptKey`: 32 bytes as 64 hex digits.
+pub fn sample_decrypt_key(seed: u64) -> String {
+    let bytes = SplitMix::new(seed ^ 0x6B65_7900_0000_0000).bytes(32);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The shard file name the real service uses for shard `shard` (1-based).
@@ -629,6 +699,34 @@ mod tests {
         assert_eq!(logs, times.pg_log_finished);
         assert_eq!(info.redis_finished.len(), 4);
         assert_eq!(info.pg_log_finished.len(), 8);
+        let encrypted = state
+            .redis_backups(SAMPLE_REDIS_ENCRYPTED_INSTANCE)
+            .expect("instance");
+        assert_eq!(encrypted.len(), 2);
+        assert!(encrypted.iter().all(|b| b.encrypted && b.files.len() == 1));
+        let newest = encrypted
+            .iter()
+            .find(|b| b.backup_id == info.redis_encrypted[0])
+            .expect("newest");
+        assert_eq!(newest.decrypt_key.len(), 64);
+        let kms = encrypted
+            .iter()
+            .find(|b| b.backup_id == info.redis_encrypted[1])
+            .expect("older");
+        assert!(kms.decrypt_key.is_empty());
+        assert_eq!(kms.kms_key_id, SAMPLE_KMS_KEY_ID);
+    }
+
+    #[test]
+    fn encrypted_samples_are_ciphertext_like_with_a_key() {
+        let bytes = sample_ciphertext(1, 1000);
+        assert_eq!(bytes.len(), 16 + 1008, "an IV and whole AES blocks");
+        assert!(!bytes.starts_with(b"REDIS"));
+        assert_eq!(bytes, sample_ciphertext(1, 1000), "deterministic");
+        assert!(!rdb::footer_is_valid(&bytes));
+        let key = sample_decrypt_key(1);
+        assert_eq!(key.len(), 64);
+        assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
     }
 
     #[test]

@@ -222,6 +222,11 @@ pub struct RedisBackup {
     pub encrypted: bool,
     /// One file per shard.
     pub files: Vec<BackupFile>,
+    /// `DecryptKey` of an encrypted backup (empty: the API gives none, as
+    /// for a key held by KMS).
+    pub decrypt_key: String,
+    /// `KmsKeyId` of an encrypted backup (may be empty).
+    pub kms_key_id: String,
 }
 
 impl RedisBackup {
@@ -261,6 +266,19 @@ pub struct RedisBackupSpec {
     pub remark: String,
     /// One file per shard.
     pub files: Vec<FileSpec>,
+    /// `Encrypted`, with `DecryptKey` and `KmsKeyId` (see
+    /// [`RedisBackupSpec::encrypted`]).
+    pub encryption: Option<RedisEncryptionSpec>,
+}
+
+/// How an emulated Redis backup is encrypted (its files should then be
+/// ciphertext-like bytes, see `sample::sample_ciphertext`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisEncryptionSpec {
+    /// `DecryptKey`; empty for a key the API does not give out (KMS).
+    pub decrypt_key: String,
+    /// `KmsKeyId`; may be empty.
+    pub kms_key_id: String,
 }
 
 impl RedisBackupSpec {
@@ -276,7 +294,23 @@ impl RedisBackupSpec {
             backup_type: "1".to_string(),
             remark: String::new(),
             files: Vec::new(),
+            encryption: None,
         }
+    }
+
+    /// Mark it encrypted: `Encrypted` true in the listing and the detail,
+    /// which answers `DecryptKey` (when not empty), `KmsKeyId` and
+    /// `KeyAlgorithm` `AES-256-CBC`.
+    pub fn encrypted(
+        mut self,
+        decrypt_key: impl Into<String>,
+        kms_key_id: impl Into<String>,
+    ) -> Self {
+        self.encryption = Some(RedisEncryptionSpec {
+            decrypt_key: decrypt_key.into(),
+            kms_key_id: kms_key_id.into(),
+        });
+        self
     }
 
     /// A backup still in progress (`Status` 1, locked, no end time).
@@ -893,8 +927,14 @@ impl EmulatorState {
             locked: spec.locked,
             backup_type: spec.backup_type,
             remark: spec.remark,
-            encrypted: false,
+            encrypted: spec.encryption.is_some(),
             files,
+            decrypt_key: spec
+                .encryption
+                .as_ref()
+                .map(|e| e.decrypt_key.clone())
+                .unwrap_or_default(),
+            kms_key_id: spec.encryption.map(|e| e.kms_key_id).unwrap_or_default(),
         };
         entry_mut(&mut self.lock().redis, instance_id)?
             .backups
@@ -1155,6 +1195,8 @@ mod tests {
             remark: String::new(),
             encrypted: false,
             files: Vec::new(),
+            decrypt_key: String::new(),
+            kms_key_id: String::new(),
         };
         assert_eq!(backup.effective_status(start), redis_status::NORMAL);
         assert_eq!(

@@ -5,6 +5,7 @@
 
 mod archives;
 mod commands;
+mod encrypted;
 mod leftovers;
 mod modes;
 mod pull;

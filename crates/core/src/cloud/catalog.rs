@@ -9,6 +9,7 @@ use crate::cloud::client::ApiClient;
 use crate::cloud::error::ApiError;
 use crate::cloud::postgres::{self, PgBackup, PgBackupType};
 use crate::cloud::redis::{self, RedisBackupSet};
+use crate::encryption::Encryption;
 use crate::model::{check_file_name, BackupKind, RemoteBackup, RemoteFile, ResolvedFile, Service};
 use tcbackup_signing::secret::SignedUrl;
 use tcbackup_signing::times::{ApiTimeZone, TimeError};
@@ -174,6 +175,31 @@ impl Catalog {
         }
     }
 
+    /// How `backup` is encrypted, asked fresh from `DescribeBackupDetail`
+    /// (at fetch time, like the URLs): `None` when the detail says it is
+    /// not encrypted (or for PostgreSQL, which has no such call). An empty
+    /// `DecryptKey` is a key tcbackup does not get (one held by KMS).
+    pub async fn encryption(&self, backup: &RemoteBackup) -> Result<Option<Encryption>, ApiError> {
+        if backup.kind != BackupKind::Redis {
+            return Ok(None);
+        }
+        let region = Some(backup.region.as_str()).filter(|r| !r.is_empty());
+        let detail =
+            redis::backup_detail(&self.client, region, &backup.instance_id, &backup.backup_id)
+                .await
+                .map_err(|e| not_found(e, Service::Redis, &backup.instance_id, region))?;
+        tracing::debug!(action = "DescribeBackupDetail", backup_id = %backup.backup_id, encrypted = detail.encrypted, key_algorithm = %detail.key_algorithm, "backup detail");
+        if !detail.encrypted {
+            return Ok(None);
+        }
+        let key = Some(detail.decrypt_key).filter(|k| !k.is_empty());
+        Ok(Some(Encryption {
+            algorithm: detail.key_algorithm,
+            kms_key_id: detail.kms_key_id,
+            key,
+        }))
+    }
+
     async fn resolve_pg(
         &self,
         backup: &RemoteBackup,
@@ -304,6 +330,7 @@ impl Catalog {
                 set.status.to_string()
             },
             files: Vec::new(),
+            encrypted: set.encrypted,
         })
     }
 
@@ -338,6 +365,7 @@ impl Catalog {
             finished: backup.is_finished(),
             status: backup.state.clone(),
             files,
+            encrypted: false,
         })
     }
 }

@@ -340,6 +340,7 @@ fn remote(kind: BackupKind, files: Vec<RemoteFile>) -> RemoteBackup {
         finished: true,
         status: "2".into(),
         files,
+        encrypted: false,
     }
 }
 
@@ -370,6 +371,37 @@ async fn redis_resolve_returns_one_file_per_shard() {
         "https://cos.example/b-1-redis-1.rdb?sign=q-signature%3Dabc1"
     );
     assert_eq!(api.requests()[0].header("x-tc-action"), "DescribeBackupUrl");
+}
+
+#[tokio::test]
+async fn encryption_comes_from_the_backup_detail() {
+    let api = FakeApi::start(KEY, |n, r| {
+        assert_eq!(r.header("x-tc-action"), "DescribeBackupDetail");
+        assert_eq!(r.json(), json!({"InstanceId": "crs-1", "BackupId": "b-1"}));
+        Reply::Ok(match n {
+            0 => json!({"BackupId": "b-1", "Encrypted": true, "DecryptKey": "k3y-value",
+                "KmsKeyId": "", "KeyAlgorithm": "AES-256-CBC"}),
+            1 => json!({"BackupId": "b-1", "Encrypted": true, "DecryptKey": "",
+                "KmsKeyId": "kms-1", "KeyAlgorithm": "AES-256-CBC"}),
+            _ => json!({"BackupId": "b-1", "Encrypted": false}),
+        })
+    })
+    .await;
+    let catalog = catalog(&api.endpoint);
+    let redis = remote(BackupKind::Redis, vec![]);
+    let held = catalog.encryption(&redis).await.expect("detail");
+    let held = held.expect("encrypted");
+    assert_eq!(held.algorithm, "AES-256-CBC");
+    assert_eq!(held.key.as_ref().map(|k| k.expose()), Some("k3y-value"));
+    let kms = catalog.encryption(&redis).await.expect("detail");
+    let kms = kms.expect("encrypted");
+    assert_eq!(kms.kms_key_id, "kms-1");
+    assert!(!kms.key_held(), "an empty DecryptKey is no key");
+    assert_eq!(catalog.encryption(&redis).await.expect("detail"), None);
+    // PostgreSQL has no such call.
+    let pg = remote(BackupKind::PgBase, vec![]);
+    assert_eq!(catalog.encryption(&pg).await.expect("no call"), None);
+    assert_eq!(api.requests().len(), 3);
 }
 
 #[tokio::test]

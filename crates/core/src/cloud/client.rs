@@ -424,15 +424,61 @@ fn credentials_not_header_safe(action: &str) -> ApiError {
     }
 }
 
+/// Answer fields whose string values are secrets (`DescribeBackupDetail`'s
+/// key of an encrypted backup).
+const SECRET_FIELDS: &[&str] = &["DecryptKey"];
+
 /// Answer text safe for a trace line: JSON escapes that could hide a URL's
-/// separators are undone first, then every signature parameter is redacted.
+/// separators are undone first, then every signature parameter and the
+/// value of every [`SECRET_FIELDS`] field is redacted.
 fn redact_body(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw)
         .replace("\\u0026", "&")
         .replace("\\u003d", "=")
         .replace("\\u003D", "=")
         .replace("\\/", "/");
-    redact_url(&text)
+    let mut text = redact_url(&text);
+    for field in SECRET_FIELDS {
+        text = redact_json_string_field(&text, field);
+    }
+    text
+}
+
+/// Replace the string value of every `"field": "…"` in `text` with
+/// `REDACTED` (a JSON string, escapes included, ends at its first
+/// unescaped quote); `null` and other values are left as they are.
+fn redact_json_string_field(text: &str, field: &str) -> String {
+    let needle = format!("\"{field}\"");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(&needle) {
+        let (head, tail) = rest.split_at(pos + needle.len());
+        out.push_str(head);
+        rest = tail;
+        let after_colon = rest.trim_start().strip_prefix(':').map(str::trim_start);
+        let Some(value) = after_colon.and_then(|v| v.strip_prefix('"')) else {
+            continue;
+        };
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in value.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        out.push_str(&rest[..rest.len() - value.len()]);
+        out.push_str("REDACTED\"");
+        // An unterminated string: drop the rest rather than show it.
+        rest = end.map_or("", |i| &value[i + 1..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Parse `{"Response": {...}}`: an `Error` inside becomes `ApiError::Service`.

@@ -420,6 +420,19 @@ fn the_site_and_a_financial_region_pick_the_host_unless_an_endpoint_overrides() 
 }
 
 #[test]
+fn traced_answers_never_show_a_decryption_key() {
+    let body = br#"{"Response":{"BackupId":"b","Encrypted":true,"DecryptKey" : "s3cr\"et-key","KmsKeyId":"kms-1","KeyAlgorithm":"AES-256-CBC"}}"#;
+    let text = redact_body(body);
+    assert!(!text.contains("s3cr") && !text.contains("et-key"), "{text}");
+    assert!(text.contains("\"DecryptKey\" : \"REDACTED\""), "{text}");
+    assert!(text.contains("\"KmsKeyId\":\"kms-1\""), "{text}");
+    let none = redact_body(br#"{"Response":{"DecryptKey":null,"KmsKeyId":""}}"#);
+    assert!(none.contains("\"DecryptKey\":null"), "{none}");
+    let cut = redact_body(br#"{"Response":{"DecryptKey":"unterminated-secret"#);
+    assert!(!cut.contains("unterminated"), "{cut}");
+}
+
+#[test]
 fn traced_answers_have_every_url_signature_redacted() {
     let body = br#"{"Response":{"BackupInfos":[{"DownloadUrl":"https://b.cos.ap-guangzhou.myqcloud.com/x.rdb?q-sign-algorithm=sha1\u0026q-ak=AKID\u0026q-signature=c0ffee\u0026x-cos-security-token=tok123"}],"DownloadUrl":["https:\/\/h\/x?sign=q-signature%3Ddeadbeef"],"BackupDownloadURL":"https://h/p?q-signature=abcdef&q-key-time=1%3B2"}}"#;
     let text = redact_body(body);

@@ -1,14 +1,16 @@
 //! TencentDB for Redis (API 2018-04-12): typed requests and answers for the
-//! three actions a backup download needs, with paging and the 30-day
-//! window rule of `DescribeInstanceBackups` (reference §6).
+//! actions a backup download needs (instances, backups, URLs, and the
+//! detail that carries an encrypted backup's key), with paging and the
+//! 30-day window rule of `DescribeInstanceBackups` (reference §6).
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::cloud::client::ApiClient;
 use crate::cloud::error::ApiError;
 use crate::cloud::paging::{collect_pages, null_as_default, Page};
 use crate::model::Service;
+use tcbackup_signing::secret::Secret;
 use tcbackup_signing::times::ApiTimeZone;
 
 /// `DescribeInstances` page size: the documented maximum.
@@ -198,6 +200,47 @@ impl std::fmt::Debug for BackupDownloadInfo {
     }
 }
 
+/// `DescribeBackupDetail` request (reference §6.4).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeBackupDetailRequest {
+    /// The instance.
+    pub instance_id: String,
+    /// The backup.
+    pub backup_id: String,
+}
+
+/// `DescribeBackupDetail` answer: only the encryption fields are read (the
+/// others repeat the listing, and `BackupType` is documented the other way
+/// round). `Debug` never shows the key: it is a [`Secret`].
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeBackupDetailResponse {
+    /// The backup.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub backup_id: String,
+    /// Whether the backup is encrypted (optional in the model).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub encrypted: bool,
+    /// The decryption key; empty or absent when the API gives none.
+    #[serde(default, deserialize_with = "secret_or_empty")]
+    pub decrypt_key: Secret,
+    /// The KMS key id, if any.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub kms_key_id: String,
+    /// Documented: only `AES-256-CBC`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub key_algorithm: String,
+}
+
+/// A nullable string read straight into a [`Secret`], so that the value
+/// never exists as a printable `String` field.
+fn secret_or_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Secret, D::Error> {
+    Ok(Secret::new(
+        Option::<String>::deserialize(deserializer)?.unwrap_or_default(),
+    ))
+}
+
 /// The instance `instance_id`, or `None` when the API does not know it.
 pub async fn describe_instance(
     client: &ApiClient,
@@ -318,6 +361,22 @@ pub async fn backup_urls(
     Ok(answer.backup_infos)
 }
 
+/// The detail of one backup (its encryption and key), asked fresh.
+pub async fn backup_detail(
+    client: &ApiClient,
+    region: Option<&str>,
+    instance_id: &str,
+    backup_id: &str,
+) -> Result<DescribeBackupDetailResponse, ApiError> {
+    let request = DescribeBackupDetailRequest {
+        instance_id: instance_id.to_string(),
+        backup_id: backup_id.to_string(),
+    };
+    client
+        .call(Service::Redis, "DescribeBackupDetail", region, &request)
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +435,14 @@ mod tests {
             "InstanceType": 16}], "RequestId": "r"}"#;
         let answer: DescribeInstanceBackupsResponse = serde_json::from_str(list).expect("decode");
         assert!(answer.backup_set[0].is_finished());
+        assert!(!answer.backup_set[0].encrypted, "Encrypted is optional");
+        let encrypted = list.replace(
+            "\"InstanceType\": 16",
+            "\"InstanceType\": 16, \"Encrypted\": true",
+        );
+        let answer: DescribeInstanceBackupsResponse =
+            serde_json::from_str(&encrypted).expect("decode");
+        assert!(answer.backup_set[0].encrypted);
         let mut b = answer.backup_set[0].clone();
         for (status, finished) in [(1, false), (2, true), (3, false), (4, true), (-1, false)] {
             b.status = status;
@@ -385,6 +452,42 @@ mod tests {
         b.status = 2;
         b.locked = 1;
         assert!(!b.is_finished());
+    }
+
+    #[test]
+    fn decodes_the_backup_detail_of_an_encrypted_backup_without_showing_the_key() {
+        let text = r#"{"BackupId": "b-1", "StartTime": "2024-01-01 03:00:00",
+            "EndTime": "2024-01-01 03:01:00", "BackupType": "0", "Status": 2, "Remark": "",
+            "Locked": 0, "BackupSize": 1024, "InstanceType": 6, "MemSize": 1024,
+            "ShardNum": 1, "ReplicasNum": 1, "Encrypted": true,
+            "DecryptKey": "0123456789abcdef0123456789abcdef", "KmsKeyId": "kms-9",
+            "KeyAlgorithm": "AES-256-CBC", "RequestId": "r"}"#;
+        let d: DescribeBackupDetailResponse = serde_json::from_str(text).expect("decode");
+        assert!(d.encrypted);
+        assert_eq!(d.decrypt_key.expose(), "0123456789abcdef0123456789abcdef");
+        assert_eq!(d.kms_key_id, "kms-9");
+        assert_eq!(d.key_algorithm, "AES-256-CBC");
+        let shown = format!("{d:?}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+
+        // An unencrypted backup: the optional fields absent or null.
+        for text in [
+            r#"{"BackupId": "b-2", "Status": 2}"#,
+            r#"{"BackupId": "b-2", "Encrypted": null, "DecryptKey": null, "KmsKeyId": null, "KeyAlgorithm": null}"#,
+        ] {
+            let d: DescribeBackupDetailResponse = serde_json::from_str(text).expect("decode");
+            assert!(!d.encrypted);
+            assert!(d.decrypt_key.is_empty());
+            assert!(d.kms_key_id.is_empty() && d.key_algorithm.is_empty());
+        }
+        let request = DescribeBackupDetailRequest {
+            instance_id: "crs-1".into(),
+            backup_id: "b-1".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&request).expect("json"),
+            serde_json::json!({"InstanceId": "crs-1", "BackupId": "b-1"})
+        );
     }
 
     #[test]

@@ -161,6 +161,7 @@ mod tests {
                 start: utc(start),
                 finish: None,
                 files: vec![(path, record)],
+                encryption: None,
             })
             .unwrap()
             .dir_name

@@ -1,5 +1,7 @@
 //! Re-checking a published set against its manifest (`tcbackup verify`):
-//! each file's size and SHA-256, streamed with a fixed buffer.
+//! each file's size and SHA-256, streamed with a fixed buffer, and for an
+//! encrypted set its decryption key file: present, a regular file, not
+//! empty, and readable by the owner only.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -7,7 +9,7 @@ use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
 
-use super::layout::MANIFEST_FILE;
+use super::layout::{KEY_FILE, MANIFEST_FILE};
 use super::{LocalSet, Store, StoreError};
 
 /// Read buffer for hashing; memory does not grow with file size.
@@ -25,14 +27,76 @@ pub struct VerifyReport {
     /// Files in the directory that the manifest does not list (reported,
     /// not a failure).
     pub extra_files: Vec<String>,
+    /// The decryption key of an encrypted set.
+    pub key: KeyOutcome,
 }
 
 impl VerifyReport {
-    /// Whether every file matches its manifest record.
+    /// Whether every file matches its manifest record and an encrypted
+    /// set's key file is as published (or the API never gave a key).
     pub fn is_ok(&self) -> bool {
         self.files
             .iter()
             .all(|file| file.outcome == FileOutcome::Ok)
+            && self.key.is_ok()
+    }
+}
+
+/// What verifying an encrypted set's key file found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOutcome {
+    /// The set is not encrypted.
+    NotEncrypted,
+    /// The key file is there, not empty, owner-only.
+    Ok,
+    /// The API gave no key (a key held by KMS): nothing to check, but the
+    /// set cannot be decrypted with what tcbackup holds.
+    NotHeld,
+    /// The key file is gone.
+    Missing,
+    /// Not a regular file (a symbolic link, a directory).
+    NotAFile,
+    /// The key file is empty.
+    Empty,
+    /// Others than the owner may read or change it.
+    NotPrivate {
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Its metadata could not be read.
+    Unreadable {
+        /// The OS error.
+        error: String,
+    },
+}
+
+impl KeyOutcome {
+    /// Whether the key (or its documented absence) is as published.
+    pub fn is_ok(&self) -> bool {
+        matches!(
+            self,
+            KeyOutcome::NotEncrypted | KeyOutcome::Ok | KeyOutcome::NotHeld
+        )
+    }
+}
+
+impl fmt::Display for KeyOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyOutcome::NotEncrypted => f.write_str("not encrypted"),
+            KeyOutcome::Ok => write!(f, "{KEY_FILE} present, owner only"),
+            KeyOutcome::NotHeld => f.write_str(
+                "no key held: the API gave none (KMS-managed key?); this copy cannot be decrypted without it",
+            ),
+            KeyOutcome::Missing => write!(f, "{KEY_FILE} is missing: the encrypted files cannot be decrypted without it"),
+            KeyOutcome::NotAFile => write!(f, "{KEY_FILE} is not a regular file"),
+            KeyOutcome::Empty => write!(f, "{KEY_FILE} is empty"),
+            KeyOutcome::NotPrivate { mode } => write!(
+                f,
+                "{KEY_FILE} has mode {mode:04o}; others than the owner may access it (chmod 600)"
+            ),
+            KeyOutcome::Unreadable { error } => write!(f, "{KEY_FILE} unreadable: {error}"),
+        }
     }
 }
 
@@ -109,18 +173,51 @@ impl Store {
         for entry in entries {
             let entry = entry.map_err(super::io_error("list", &dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let listed = name == MANIFEST_FILE || set.manifest.files.iter().any(|f| f.name == name);
+            let listed = name == MANIFEST_FILE
+                || (name == KEY_FILE && set.manifest.encrypted)
+                || set.manifest.files.iter().any(|f| f.name == name);
             if !listed {
                 extra_files.push(name);
             }
         }
         extra_files.sort();
+        let key = match &set.manifest.encryption {
+            None => KeyOutcome::NotEncrypted,
+            Some(e) if e.key_file.is_none() => KeyOutcome::NotHeld,
+            Some(_) => check_key(&dir.join(KEY_FILE)),
+        };
         Ok(VerifyReport {
             instance_id: set.instance_id.clone(),
             dir_name: set.dir_name.clone(),
             files,
             extra_files,
+            key,
         })
+    }
+}
+
+/// The key file's metadata, without following a link and without reading
+/// the key.
+fn check_key(path: &std::path::Path) -> KeyOutcome {
+    use std::os::unix::fs::PermissionsExt as _;
+    let metadata = match fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return KeyOutcome::Missing,
+        Err(err) => {
+            return KeyOutcome::Unreadable {
+                error: err.to_string(),
+            }
+        }
+    };
+    let mode = metadata.permissions().mode() & 0o7777;
+    if !metadata.is_file() {
+        KeyOutcome::NotAFile
+    } else if mode & 0o077 != 0 {
+        KeyOutcome::NotPrivate { mode }
+    } else if metadata.len() == 0 {
+        KeyOutcome::Empty
+    } else {
+        KeyOutcome::Ok
     }
 }
 

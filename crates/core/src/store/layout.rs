@@ -8,6 +8,11 @@ use crate::model::BackupKind;
 
 /// The manifest in every published set directory, written last.
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// The decryption key of an encrypted Redis set, beside its files: the key
+/// exactly as `DescribeBackupDetail` gave it (no newline), always 0600
+/// (owner only, even with `group_readable`), written into the staging
+/// directory before the manifest so that it is published with the set.
+pub const KEY_FILE: &str = "DECRYPT-KEY";
 /// The private area for partial downloads, under the download directory.
 pub const PARTIAL_DIR: &str = ".partial";
 /// The lock file under the download directory.

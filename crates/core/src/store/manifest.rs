@@ -7,7 +7,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::layout::MANIFEST_FILE;
+use super::layout::{KEY_FILE, MANIFEST_FILE};
 use crate::model::{check_file_name, BackupKind, Service, UnsafeFileName};
 use crate::verify::archive::{ContentCheck, SKIPPED_UNKNOWN};
 
@@ -45,6 +45,30 @@ pub struct Manifest {
     pub tcbackup_version: String,
     /// Every file of the set.
     pub files: Vec<FileRecord>,
+    /// Whether the files are ciphertext (an encrypted Redis backup).
+    /// Absent (false) in manifests of unencrypted sets and in those written
+    /// before tcbackup knew about encryption.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
+    /// How the files are encrypted and where the key is; present exactly
+    /// when `encrypted` is true. Never the key itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionRecord>,
+}
+
+/// What the manifest of an encrypted set records about its encryption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionRecord {
+    /// `KeyAlgorithm` as the API gave it (`AES-256-CBC`; empty if it gave none).
+    pub algorithm: String,
+    /// `KmsKeyId`, absent when the API gave none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    /// The key file in the set directory ([`KEY_FILE`]), or absent when
+    /// the API returned no key (a key held by KMS): the set cannot be
+    /// decrypted with what tcbackup holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
 }
 
 /// One file of a set with its checks.
@@ -124,11 +148,28 @@ impl Manifest {
         if self.files.is_empty() {
             return Err(ManifestError::Inconsistent("it lists no files"));
         }
+        if self.encrypted != self.encryption.is_some() {
+            return Err(ManifestError::Inconsistent(
+                "encrypted and encryption disagree",
+            ));
+        }
+        if let Some(name) = self.encryption.as_ref().and_then(|e| e.key_file.as_ref()) {
+            if name != KEY_FILE {
+                return Err(ManifestError::Inconsistent(
+                    "the key file is not DECRYPT-KEY",
+                ));
+            }
+        }
         for file in &self.files {
             check_file_name(&file.name).map_err(ManifestError::UnsafeFileName)?;
             if file.name == MANIFEST_FILE {
                 return Err(ManifestError::Inconsistent(
                     "a file is named like the manifest",
+                ));
+            }
+            if file.name == KEY_FILE {
+                return Err(ManifestError::Inconsistent(
+                    "a file is named like the decryption key",
                 ));
             }
             let hex_ok = file.sha256.len() == 64
@@ -276,6 +317,8 @@ mod tests {
                 crc64_checked_against_cos: true,
                 content_checks: None,
             }],
+            encrypted: false,
+            encryption: None,
         }
     }
 
@@ -322,6 +365,51 @@ mod tests {
             "{json}"
         );
         assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), pg);
+    }
+
+    #[test]
+    fn encryption_fields_are_optional_and_never_hold_a_key() {
+        // Unencrypted: neither field is written, and an old manifest
+        // without them reads back as unencrypted.
+        let json = serde_json::to_string(&sample()).unwrap();
+        assert!(!json.contains("encrypt"), "{json}");
+        let old: Manifest = serde_json::from_str(&json).unwrap();
+        assert!(!old.encrypted && old.encryption.is_none());
+        old.check().unwrap();
+
+        let mut enc = sample();
+        enc.encrypted = true;
+        enc.encryption = Some(EncryptionRecord {
+            algorithm: "AES-256-CBC".to_string(),
+            kms_key_id: Some("kms-1".to_string()),
+            key_file: Some(KEY_FILE.to_string()),
+        });
+        enc.check().unwrap();
+        let json = serde_json::to_string_pretty(&enc).unwrap();
+        assert!(json.contains("\"encrypted\": true"), "{json}");
+        assert!(json.contains("\"algorithm\": \"AES-256-CBC\""), "{json}");
+        assert!(json.contains("\"kms_key_id\": \"kms-1\""), "{json}");
+        assert!(json.contains("\"key_file\": \"DECRYPT-KEY\""), "{json}");
+        assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), enc);
+
+        // A key not held: no key_file.
+        let mut kms = enc.clone();
+        kms.encryption.as_mut().unwrap().key_file = None;
+        kms.check().unwrap();
+        assert!(!serde_json::to_string(&kms).unwrap().contains("key_file"));
+
+        let mut half = enc.clone();
+        half.encryption = None;
+        assert!(matches!(half.check(), Err(ManifestError::Inconsistent(_))));
+        let mut elsewhere = enc.clone();
+        elsewhere.encryption.as_mut().unwrap().key_file = Some("../key".to_string());
+        assert!(matches!(
+            elsewhere.check(),
+            Err(ManifestError::Inconsistent(_))
+        ));
+        let mut clash = enc;
+        clash.files[0].name = KEY_FILE.to_string();
+        assert!(matches!(clash.check(), Err(ManifestError::Inconsistent(_))));
     }
 
     #[test]

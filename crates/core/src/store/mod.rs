@@ -50,10 +50,14 @@ use crate::private_files::FileModes;
 use tcbackup_signing::clock::Clock;
 
 pub use apply::{ApplyReport, RetentionError};
-pub use check::{FileCheck, FileOutcome, VerifyReport};
-pub use layout::{sanitize_backup_id, set_dir_name, LOCK_FILE, MANIFEST_FILE, PARTIAL_DIR};
+pub use check::{FileCheck, FileOutcome, KeyOutcome, VerifyReport};
+pub use layout::{
+    sanitize_backup_id, set_dir_name, KEY_FILE, LOCK_FILE, MANIFEST_FILE, PARTIAL_DIR,
+};
 pub use list::{IgnoredEntry, IgnoredReason, Listing, LocalSet};
-pub use manifest::{ContentChecks, FileRecord, Manifest, ManifestError, MANIFEST_FORMAT};
+pub use manifest::{
+    ContentChecks, EncryptionRecord, FileRecord, Manifest, ManifestError, MANIFEST_FORMAT,
+};
 pub use partial::{PartialOwner, PartialRemoval, RemovedPartial};
 pub use publish::SetToPublish;
 

@@ -1,6 +1,7 @@
 //! Atomic publishing of a verified set: partial files are moved into a
-//! hidden staging directory, the manifest is written last, and one rename
-//! makes the whole set appear.
+//! hidden staging directory, an encrypted set's decryption key is written
+//! beside them (0600), the manifest is written last, and one rename makes
+//! the whole set appear.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -8,9 +9,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use super::layout::{set_dir_name, MANIFEST_FILE, STAGING_PREFIX};
-use super::manifest::{FileRecord, Manifest, MANIFEST_FORMAT};
+use super::layout::{set_dir_name, KEY_FILE, MANIFEST_FILE, STAGING_PREFIX};
+use super::manifest::{EncryptionRecord, FileRecord, Manifest, MANIFEST_FORMAT};
 use super::{check_instance_id, io_error, sync_dir, LocalSet, Store, StoreError};
+use crate::encryption::Encryption;
 use crate::model::{check_file_name, BackupKind};
 use crate::private_files::{replace_file, Durability, FileModes};
 
@@ -32,6 +34,9 @@ pub struct SetToPublish {
     /// Each file: the complete, verified partial file on the same file
     /// system (normally under [`Store::partial_dir`]), and its record.
     pub files: Vec<(PathBuf, FileRecord)>,
+    /// How the files are encrypted, for an encrypted Redis backup; its key
+    /// (when the API gave one) is written to [`KEY_FILE`] in the set.
+    pub encryption: Option<Encryption>,
 }
 
 /// Removes a staging directory from the in-process registry when dropped.
@@ -115,6 +120,12 @@ impl Store {
             published_at: self.clock.now(),
             tcbackup_version: env!("CARGO_PKG_VERSION").to_string(),
             files: set.files.iter().map(|(_, record)| record.clone()).collect(),
+            encrypted: set.encryption.is_some(),
+            encryption: set.encryption.as_ref().map(|e| EncryptionRecord {
+                algorithm: e.algorithm.clone(),
+                kms_key_id: Some(e.kms_key_id.clone()).filter(|id| !id.is_empty()),
+                key_file: e.key_held().then(|| KEY_FILE.to_string()),
+            }),
         };
         let mut moved: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(set.files.len());
         let staged = stage(set, self.modes, &staging_dir, &manifest, &mut moved).and_then(|()| {
@@ -176,6 +187,8 @@ impl Store {
             })?;
             let why = if record.name == MANIFEST_FILE {
                 Some("reserved for the manifest")
+            } else if record.name == KEY_FILE {
+                Some("reserved for the decryption key")
             } else if !names.insert(record.name.as_str()) {
                 Some("listed twice")
             } else {
@@ -222,6 +235,17 @@ fn stage(
         fs::rename(partial, &target)
             .map_err(io_error(format!("move {} to", partial.display()), &target))?;
         moved.push((partial.clone(), target));
+    }
+    if let Some(key) = set.encryption.as_ref().and_then(|e| e.key.as_ref()) {
+        // Owner only whatever `group_readable` says: whoever holds the key
+        // and the files holds the data. Written before the manifest, so a
+        // published encrypted set always has it.
+        write_synced(
+            FileModes::PRIVATE,
+            staging_dir,
+            KEY_FILE,
+            key.expose().as_bytes(),
+        )?;
     }
     let json = serde_json::to_vec_pretty(manifest).map_err(|source| StoreError::Encode {
         path: staging_dir.join(MANIFEST_FILE),

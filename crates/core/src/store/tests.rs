@@ -53,6 +53,7 @@ fn prepared(store: &Store, backup_id: &str, files: &[(&str, &[u8])]) -> SetToPub
         start: Utc.with_ymd_and_hms(2024, 12, 31, 15, 59, 59).unwrap(),
         finish: Some(Utc.with_ymd_and_hms(2024, 12, 31, 16, 5, 0).unwrap()),
         files,
+        encryption: None,
     }
 }
 
@@ -512,6 +513,7 @@ fn list_all_spans_instances_and_reports_strays() {
                 postgres_partial.join("base.tar.gz.part"),
                 record("base.tar.gz", b"tar"),
             )],
+            encryption: None,
         })
         .unwrap();
     std::fs::write(temp.path().join("download/README"), b"?").unwrap();
@@ -586,4 +588,82 @@ fn an_instance_directory_whose_name_is_not_utf8_is_reported_not_skipped() {
         listing.ignored[0].reason.to_string(),
         "not an instance directory (the name is not UTF-8)"
     );
+}
+
+/// An encrypted set with its key, published by a group-readable store.
+fn publish_encrypted(store: &Store, key: Option<&str>) -> LocalSet {
+    let mut set = prepared(store, "enc-1", &[("enc-1.rdb", b"\x8f\x11ciphertext")]);
+    set.encryption = Some(crate::encryption::Encryption {
+        algorithm: "AES-256-CBC".to_string(),
+        kms_key_id: String::new(),
+        key: key.map(tcbackup_signing::secret::Secret::new),
+    });
+    store.publish(&set).unwrap()
+}
+
+#[test]
+fn an_encrypted_set_is_published_with_its_key_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let temp = tempfile::tempdir().unwrap();
+    let store = store_in(temp.path()).with_modes(crate::private_files::FileModes::GROUP_READABLE);
+    let set = publish_encrypted(&store, Some("c2VjcmV0LWtleQ=="));
+    let key_path = set.dir.join(KEY_FILE);
+    assert_eq!(std::fs::read(&key_path).unwrap(), b"c2VjcmV0LWtleQ==");
+    let mode = std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "the key is owner-only even when sets are group-readable"
+    );
+    let manifest_text = std::fs::read_to_string(set.dir.join(MANIFEST_FILE)).unwrap();
+    assert!(
+        !manifest_text.contains("c2VjcmV0LWtleQ=="),
+        "{manifest_text}"
+    );
+    assert!(set.manifest.encrypted);
+    let record = set.manifest.encryption.as_ref().unwrap();
+    assert_eq!(record.algorithm, "AES-256-CBC");
+    assert_eq!(record.kms_key_id, None);
+    assert_eq!(record.key_file.as_deref(), Some(KEY_FILE));
+    assert_eq!(
+        store.list_sets(INSTANCE).unwrap().sets,
+        std::slice::from_ref(&set)
+    );
+
+    let report = store.verify_set(&set).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.key, KeyOutcome::Ok);
+    assert!(report.extra_files.is_empty(), "{report:?}");
+
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let report = store.verify_set(&set).unwrap();
+    assert_eq!(report.key, KeyOutcome::NotPrivate { mode: 0o640 });
+    assert!(!report.is_ok());
+    std::fs::remove_file(&key_path).unwrap();
+    let report = store.verify_set(&set).unwrap();
+    assert_eq!(report.key, KeyOutcome::Missing);
+    assert!(!report.is_ok());
+}
+
+#[test]
+fn an_encrypted_set_without_a_key_says_so_and_verifies() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = store_in(temp.path());
+    let set = publish_encrypted(&store, None);
+    assert!(!set.dir.join(KEY_FILE).exists());
+    assert!(set.manifest.encrypted);
+    assert_eq!(set.manifest.encryption.as_ref().unwrap().key_file, None);
+    let report = store.verify_set(&set).unwrap();
+    assert_eq!(report.key, KeyOutcome::NotHeld);
+    assert!(report.is_ok(), "{report:?}");
+}
+
+#[test]
+fn a_file_named_like_the_key_is_refused() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = store_in(temp.path());
+    let set = prepared(&store, "k1", &[(KEY_FILE, b"x")]);
+    assert!(matches!(
+        store.publish(&set),
+        Err(StoreError::ConflictingFileName { .. })
+    ));
 }

@@ -371,6 +371,19 @@ impl SyncContext {
                 backup.backup_id
             )));
         }
+        // An encrypted backup's files are ciphertext: its detail (and key)
+        // is asked for now, fresh, like the URLs.
+        let encryption = if backup.encrypted {
+            self.catalog.encryption(backup).await?
+        } else {
+            None
+        };
+        if let Some(e) = &encryption {
+            tracing::info!(instance = %instance.instance_id, backup_id = %backup.backup_id, algorithm = %e.algorithm, kms_key_id = %e.kms_key_id, key_held = e.key_held(), "encrypted backup: its files are ciphertext, so the RDB structure check is skipped (size, CRC-64 and SHA-256 still apply)");
+            if !e.key_held() {
+                tracing::warn!(instance = %instance.instance_id, backup_id = %backup.backup_id, kms_key_id = %e.kms_key_id, "encrypted backup without a DecryptKey from the API (a key held by KMS?): it is published without its key, and this copy cannot be decrypted unless the key is kept elsewhere");
+            }
+        }
         let partial_dir = self
             .blocking({
                 let store = self.store.clone();
@@ -417,7 +430,8 @@ impl SyncContext {
             let expect = Expectations {
                 size: file.expected_size,
                 server_crc64: got.server_crc64,
-                rdb: backup.kind == BackupKind::Redis,
+                // Ciphertext has no RDB structure to check.
+                rdb: backup.kind == BackupKind::Redis && encryption.is_none(),
             };
             let path = got.path.clone();
             let digests = got.digests();
@@ -482,6 +496,7 @@ impl SyncContext {
             start: backup.start,
             finish: backup.finish,
             files: records,
+            encryption: encryption.clone(),
         };
         let local: LocalSet = self
             .blocking({
@@ -498,8 +513,13 @@ impl SyncContext {
             bytes: local.manifest.total_size(),
             files: local.manifest.files.len(),
         };
+        let encrypted = match &encryption {
+            None => "",
+            Some(e) if e.key_held() => ", encrypted, key kept",
+            Some(_) => ", encrypted, NO key held",
+        };
         self.progress.println(&format!(
-            "published {} {} ({} file(s), {}) -> {}",
+            "published {} {} ({} file(s), {}{encrypted}) -> {}",
             backup.kind,
             backup.backup_id,
             published.files,

@@ -15,6 +15,9 @@ pub(crate) const VERSION: &str = "2018-04-12";
 /// Redis' code for a bad parameter value.
 pub(crate) const INVALID_VALUE: &str = "InvalidParameterValue";
 
+/// `KeyAlgorithm` of an encrypted backup: the only documented value.
+pub(crate) const KEY_ALGORITHM: &str = "AES-256-CBC";
+
 /// Lifetime of the URLs of `DescribeBackupUrl` (6 hours).
 pub(crate) const URL_LIFETIME_SECS: i64 = 21600;
 
@@ -509,6 +512,11 @@ fn describe_backup_detail(call: &Call<'_>) -> Result<Map<String, Value>, ApiErro
         "ShardNum": instance.shard_count,
         "ReplicasNum": instance.replicas,
         "Encrypted": backup.encrypted,
+        // The SDK model's optional fields: null for an unencrypted backup,
+        // and DecryptKey null for a key the API does not give out (KMS).
+        "DecryptKey": Some(&backup.decrypt_key).filter(|k| backup.encrypted && !k.is_empty()),
+        "KmsKeyId": Some(&backup.kms_key_id).filter(|k| backup.encrypted && !k.is_empty()),
+        "KeyAlgorithm": backup.encrypted.then_some(KEY_ALGORITHM),
     })))
 }
 
