@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
 
 use super::api::faults::ApiFault;
 use super::api::ratelimit::RateLimiter;
@@ -656,9 +657,25 @@ pub(crate) struct World {
     pub(crate) pg_restriction: PgRestriction,
     /// Requests seen per `X-TC-Action` value.
     pub(crate) counters: HashMap<String, u64>,
+    /// The parameters of the authenticated requests per action, oldest
+    /// first (at most `MAX_RECEIVED` each).
+    pub(crate) received: HashMap<String, VecDeque<Value>>,
 }
 
+/// How many requests' parameters are kept per action.
+const MAX_RECEIVED: usize = 1000;
+
 impl World {
+    /// Remember the parameters of one authenticated `action` request,
+    /// dropping the oldest past `MAX_RECEIVED`.
+    pub(crate) fn record_params(&mut self, action: &str, params: Value) {
+        let kept = self.received.entry(action.to_string()).or_default();
+        if kept.len() == MAX_RECEIVED {
+            kept.pop_front();
+        }
+        kept.push_back(params);
+    }
+
     pub(crate) fn redis_entry(&self, instance_id: &str) -> Option<&RedisEntry> {
         find_entry(&self.redis, instance_id)
     }
@@ -842,6 +859,17 @@ impl EmulatorState {
     /// Requests that reached the API in total.
     pub fn total_requests(&self) -> u64 {
         self.lock().counters.values().sum()
+    }
+
+    /// The parameters (`Params` as a JSON object, GET queries unflattened
+    /// with their values as strings) of every authenticated request of
+    /// `action` the API received, oldest first (the last 1000).
+    pub fn received_params(&self, action: &str) -> Vec<Value> {
+        self.lock()
+            .received
+            .get(action)
+            .map(|kept| kept.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Set the Redis download restriction policy.
