@@ -364,7 +364,10 @@ impl SyncContext {
         let lifetime = u32::from(self.config.transfer.url_lifetime_hours);
         // Fresh URLs, resolved just before the transfer; the catalog has
         // already refused any file name that is not a plain name.
-        let files = self.catalog.resolve(backup, lifetime).await?;
+        let files = self
+            .catalog
+            .resolve(backup, lifetime, instance.network)
+            .await?;
         if files.is_empty() {
             return Err(SetError::Refused(format!(
                 "the API listed no file for backup {}",
@@ -386,6 +389,7 @@ impl SyncContext {
             self.catalog.clone(),
             backup.clone(),
             lifetime,
+            instance.network,
             &files,
         ));
 
