@@ -7,6 +7,7 @@ mod archives;
 mod commands;
 mod leftovers;
 mod modes;
+mod network;
 mod pull;
 mod refusals;
 mod resume;

@@ -412,7 +412,7 @@ impl SyncContext {
         }
         let mut ok = Vec::with_capacity(fetched.len());
         for result in fetched {
-            ok.push(result?);
+            ok.push(result.map_err(|e| e.over_network(instance.network))?);
         }
 
         // Verify every file before anything is published.
