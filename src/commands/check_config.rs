@@ -104,7 +104,7 @@ async fn check_download_policies(catalog: &Catalog, instances: &[InstanceConfig]
             .collect();
         if !refused.is_empty() {
             tracing::warn!(
-                "the {service} backup download policy in {region} is {policy}, but {} download{} over network = \"{}\": public links will be refused; on a host inside Tencent Cloud in {region} set network = \"intranet\" ([transfer] or the instance's table), or ask the administrator to allow public downloads",
+                "the {service} backup download policy in {region} is {policy}, but {} download{} over network = \"{}\", which COS refuses from outside Tencent Cloud; on a host inside Tencent Cloud in {region} set network = \"intranet\" ([transfer] or the instance's table), or ask the administrator to allow public downloads",
                 refused.join(", "),
                 if refused.len() == 1 { "s" } else { "" },
                 Network::Public,
