@@ -92,6 +92,8 @@ pub struct BackupFile {
     pub size: u64,
     /// A size to report instead of the true one (a wrong size, or `0`).
     pub reported_size: Option<u64>,
+    /// Report an empty Redis `InnerDownloadUrl` for it (no intranet link).
+    pub inner_url_missing: bool,
 }
 
 impl BackupFile {
@@ -784,6 +786,7 @@ impl EmulatorState {
             cos_key: key,
             size,
             reported_size: None,
+            inner_url_missing: false,
         })
     }
 
@@ -998,6 +1001,19 @@ impl EmulatorState {
         name: &str,
     ) -> Result<(), StateError> {
         self.update_redis_file(instance_id, backup_id, index, |f| f.name = name.to_string())
+    }
+
+    /// Report an empty `InnerDownloadUrl` for shard file `index` of a Redis
+    /// backup (its public `DownloadUrl` stays).
+    pub fn set_redis_inner_url_missing(
+        &self,
+        instance_id: &str,
+        backup_id: &str,
+        index: usize,
+    ) -> Result<(), StateError> {
+        self.update_redis_file(instance_id, backup_id, index, |f| {
+            f.inner_url_missing = true;
+        })
     }
 
     /// Change shard file `index` of a Redis backup, or `UnknownFile`.

@@ -252,3 +252,39 @@ fn check_config_warns_when_the_download_policy_refuses_the_configured_network() 
         .received_params("DescribeBackupDownloadRestriction");
     assert!(params.iter().all(|p| p == &json!({})), "{params:?}");
 }
+
+/// Over the intranet, a Redis file the API gives no `InnerDownloadUrl`
+/// fails its set with a message that names the file and the fix; the other
+/// sets are published and nothing is fetched from the public host.
+#[test]
+fn intranet_pull_without_an_inner_download_url_fails_that_set_naming_the_file_and_the_fix() {
+    let h = Harness::sample();
+    let finished: Vec<_> = h
+        .redis_backups()
+        .into_iter()
+        .filter(|b| b.status == redis_status::NORMAL)
+        .collect();
+    let broken = &finished[0];
+    h.emulator
+        .state()
+        .set_redis_inner_url_missing(REDIS, &broken.backup_id, 1)
+        .unwrap();
+    h.write_config_text(&with_network(&h, "intranet"));
+    let run = h.now();
+    run.assert_code(1);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("no InnerDownloadUrl"))
+        .unwrap_or_else(|| panic!("no message:\n{}", run.stderr));
+    assert!(line.contains(&broken.files[1].name), "{line}");
+    assert!(line.contains(&broken.backup_id), "{line}");
+    assert!(line.contains("network = \"public\""), "{line}");
+    let published = h.set_dirs(REDIS);
+    assert_eq!(published.len(), finished.len() - 1, "{published:?}");
+    assert!(!published.contains(&set_dir(broken.start, "redis", &broken.backup_id)));
+    for key in finished_keys(&h) {
+        let stats = h.emulator.cos().stats(&key);
+        assert_eq!(stats.intranet_requests() as u64, stats.requests, "{key}");
+    }
+}

@@ -479,12 +479,16 @@ fn describe_backup_url(call: &Call<'_>) -> Result<Map<String, Value>, ApiError> 
             URL_LIFETIME_SECS,
             UrlShape::Wrapped,
         );
-        let inner_url = cos.presign(
-            &call.ctx.intranet_base_url,
-            &file.cos_key,
-            URL_LIFETIME_SECS,
-            UrlShape::Wrapped,
-        );
+        let inner_url = if file.inner_url_missing {
+            String::new()
+        } else {
+            cos.presign(
+                &call.ctx.intranet_base_url,
+                &file.cos_key,
+                URL_LIFETIME_SECS,
+                UrlShape::Wrapped,
+            )
+        };
         cos.restrict_to_intranet(&url, intranet_only);
         infos.push(json!({
             "FileName": file.name,
