@@ -1,10 +1,14 @@
-//! `tcbackup check-config`: the file, the credentials, and each instance
-//! against the API, touching nothing on disk.
+//! `tcbackup check-config`: the file, the credentials, each instance
+//! against the API, and the account's backup download policy of each
+//! service and region in use against the instances' `network`, touching
+//! nothing on disk.
 
 use std::sync::Arc;
 
-use tcbackup_core::config::Config;
+use tcbackup_core::cloud::Catalog;
+use tcbackup_core::config::{Config, InstanceConfig};
 use tcbackup_core::exit::Exit;
+use tcbackup_core::model::{Network, Service};
 use tcbackup_core::progress::{Progress, ProgressMode};
 
 use super::sync_context;
@@ -57,5 +61,54 @@ pub async fn check_config(config: Config) -> Exit {
             }
         }
     }
+    check_download_policies(&ctx.catalog, &config.instances).await;
     code
+}
+
+/// Read the download policy once per service and region in use and warn
+/// when it refuses the downloads configured there (public links under an
+/// intranet-only policy), or when it cannot be read. Warnings only: the
+/// policy may change, and a host inside Tencent Cloud may still download.
+async fn check_download_policies(catalog: &Catalog, instances: &[InstanceConfig]) {
+    let mut places: Vec<(Service, &str)> = Vec::new();
+    for instance in instances {
+        let place = (instance.service, instance.region.as_str());
+        if !places.contains(&place) {
+            places.push(place);
+        }
+    }
+    for (service, region) in places {
+        let here: Vec<&InstanceConfig> = instances
+            .iter()
+            .filter(|i| i.service == service && i.region == region)
+            .collect();
+        let policy = match catalog.download_policy(service, Some(region)).await {
+            Ok(policy) => policy,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot read the {service} backup download policy in {region} (DescribeBackupDownloadRestriction: {e}); downloads are not checked against it{}",
+                    if e.is_auth() {
+                        ", grant the CAM permission to check it"
+                    } else {
+                        ""
+                    }
+                );
+                continue;
+            }
+        };
+        crate::outln!("{service} backup download policy in {region}: {policy}");
+        let refused: Vec<&str> = here
+            .iter()
+            .filter(|i| policy.refuses(i.network))
+            .map(|i| i.instance_id.as_str())
+            .collect();
+        if !refused.is_empty() {
+            tracing::warn!(
+                "the {service} backup download policy in {region} is {policy}, but {} download{} over network = \"{}\", which COS refuses from outside Tencent Cloud; on a host inside Tencent Cloud in {region} set network = \"intranet\" ([transfer] or the instance's table), or ask the administrator to allow public downloads",
+                refused.join(", "),
+                if refused.len() == 1 { "s" } else { "" },
+                Network::Public,
+            );
+        }
+    }
 }

@@ -17,7 +17,7 @@ use tcbackup_core::cloud::retry::RetryConfig;
 use tcbackup_core::cloud::{
     ApiClient, ApiError, ApiTimeZone, Catalog, ClientConfig, CredentialProvider, Credentials,
 };
-use tcbackup_core::model::{BackupKind, RemoteBackup, Service};
+use tcbackup_core::model::{BackupKind, Network, RemoteBackup, Service};
 use tcbackup_emulator::{
     ApiFault, Emulator, EmulatorOptions, ObjectBody, PgBackupKind, PgBackupSpec, PgInstance,
     RedisBackupSpec, RedisInstance,
@@ -241,7 +241,10 @@ async fn postgres_pages_through_25_base_backups_and_lists_logs() {
     assert_eq!(b.files[0].expected_size, "REDIS0009-backup-7".len() as u64);
 
     // The resolved URL is presigned by the emulator's COS and serves the bytes.
-    let files = catalog.resolve(b, 2).await.expect("resolve");
+    let files = catalog
+        .resolve(b, 2, Network::Public)
+        .await
+        .expect("resolve");
     assert_eq!(files.len(), 1);
     let got = reqwest::get(files[0].url.expose())
         .await
@@ -271,7 +274,10 @@ async fn redis_cluster_backups_resolve_to_one_working_url_per_shard() {
         .expect("instance exists");
     let backups = finished_redis_backups(&catalog, 1).await;
     assert_eq!(backups.len(), 1);
-    let files = catalog.resolve(&backups[0], 12).await.expect("resolve");
+    let files = catalog
+        .resolve(&backups[0], 12, Network::Public)
+        .await
+        .expect("resolve");
     assert_eq!(files.len(), 3);
     for (shard, file) in files.iter().enumerate() {
         assert_eq!(file.name, format!("cluster-1-shard-{shard}.rdb"));
@@ -294,7 +300,7 @@ async fn redis_cluster_backups_resolve_to_one_working_url_per_shard() {
         .set_redis_file_size(REDIS, "cluster-1", 1, 0)
         .expect("size");
     let err = catalog
-        .resolve(&backups[0], 12)
+        .resolve(&backups[0], 12, Network::Public)
         .await
         .expect_err("invalid shard");
     assert!(err.to_string().contains("FileSize 0"), "{err}");
@@ -466,7 +472,12 @@ async fn rate_limit_bursts_are_absorbed_by_backoff() {
     let catalog = Catalog::new(client(&emu), ApiTimeZone::default());
     let backups = finished_redis_backups(&catalog, 7).await;
     let burst: Vec<_> = backups.iter().take(8).collect();
-    let results = futures::future::join_all(burst.iter().map(|b| catalog.resolve(b, 12))).await;
+    let results = futures::future::join_all(
+        burst
+            .iter()
+            .map(|b| catalog.resolve(b, 12, Network::Public)),
+    )
+    .await;
     for result in &results {
         let files = result
             .as_ref()
@@ -575,11 +586,14 @@ async fn trace_logs_hold_no_key_token_or_signature() {
     let backups = finished_redis_backups(&catalog, 7).await;
     emu.state()
         .inject_fault("DescribeBackupUrl", ApiFault::InternalError, 1);
-    let files = catalog.resolve(&backups[0], 12).await.expect("resolve");
+    let files = catalog
+        .resolve(&backups[0], 12, Network::Public)
+        .await
+        .expect("resolve");
     // Force a token refresh: the server forgets the current token.
     emu.state().revoke_credential(&first.secret_id);
     catalog
-        .resolve(&backups[1], 12)
+        .resolve(&backups[1], 12, Network::Public)
         .await
         .expect("resolve after refresh");
     let second = creds.credentials().await.expect("creds");

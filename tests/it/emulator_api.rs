@@ -1532,3 +1532,161 @@ async fn generated_backups_for_benchmarks_are_listed_and_served() {
     let body = reqwest::get(url).await.unwrap().bytes().await.unwrap();
     assert_eq!(body.len(), 3 << 20);
 }
+
+/// Status of a GET of `url` (the body is read and dropped).
+async fn get_status(url: &str) -> u16 {
+    let resp = reqwest::get(url).await.unwrap();
+    let status = resp.status().as_u16();
+    let _ = resp.bytes().await.unwrap();
+    status
+}
+
+#[tokio::test]
+async fn redis_inner_urls_are_on_the_intranet_host_and_limit_only_intranet_refuses_the_public_one()
+{
+    let emu = sample_emulator().await;
+    let s = emu.sample().unwrap().clone();
+    let api = Api::new(&emu);
+    let urls = |extra: Value| {
+        let mut body = json!({"InstanceId": s.redis_instance_id, "BackupId": s.redis_finished[0]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        api.call("redis", "DescribeBackupUrl", body)
+    };
+    let first = |a: &Answer, field: &str| {
+        a.ok()["BackupInfos"][0][field]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    let open = urls(json!({})).await;
+    let (public, inner) = (
+        first(&open, "DownloadUrl"),
+        first(&open, "InnerDownloadUrl"),
+    );
+    assert!(public.starts_with(&emu.endpoint()), "{public}");
+    assert!(inner.starts_with(&emu.intranet_endpoint()), "{inner}");
+    assert_ne!(emu.endpoint(), emu.intranet_endpoint());
+    assert_eq!(
+        open.ok()["InnerDownloadUrl"][0].as_str(),
+        Some(inner.as_str()),
+        "the deprecated list names the same intranet links"
+    );
+    assert_eq!(get_status(&public).await, 200);
+    assert_eq!(get_status(&inner).await, 200);
+
+    let limited = urls(json!({"LimitType": "LimitOnlyIntranet"})).await;
+    let public = first(&limited, "DownloadUrl");
+    let resp = reqwest::get(&public).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
+    assert_eq!(get_status(&first(&limited, "InnerDownloadUrl")).await, 200);
+
+    // The account's policy applies when the call names none; NoLimit per
+    // call overrides it.
+    emu.state()
+        .set_redis_download_restriction(tcbackup_emulator::RedisRestriction {
+            limit_type: "LimitOnlyIntranet".to_string(),
+            ..Default::default()
+        });
+    let by_policy = urls(json!({})).await;
+    assert_eq!(get_status(&first(&by_policy, "DownloadUrl")).await, 403);
+    let overridden = urls(json!({"LimitType": "NoLimit"})).await;
+    assert_eq!(get_status(&first(&overridden, "DownloadUrl")).await, 200);
+
+    urls(json!({"LimitType": "OnlyIntranet"}))
+        .await
+        .err("InvalidParameterValue");
+    urls(json!({"LimitType": "Customize"}))
+        .await
+        .err("InvalidParameter.InvalidParameter");
+    let received = emu.state().received_params("DescribeBackupUrl");
+    let limit_types: Vec<Option<&str>> = received
+        .iter()
+        .map(|p| p.get("LimitType").and_then(Value::as_str))
+        .collect();
+    assert_eq!(
+        limit_types,
+        [
+            None,
+            Some("LimitOnlyIntranet"),
+            None,
+            Some("NoLimit"),
+            Some("OnlyIntranet"),
+            Some("Customize")
+        ]
+    );
+    let stats = emu.cos().stats(&cos_key(&public));
+    assert_eq!(stats.intranet_requests(), 2, "{stats:?}");
+    assert_eq!(stats.count_status(403), 2);
+}
+
+/// The object key of a presigned URL (its path).
+fn cos_key(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_string()
+}
+
+#[tokio::test]
+async fn pg_intranet_restriction_gives_the_intranet_url_and_the_policy_refuses_the_public_one() {
+    let emu = sample_emulator().await;
+    let s = emu.sample().unwrap().clone();
+    let api = Api::new(&emu);
+    let url = |extra: Value| {
+        let mut body = json!({
+            "DBInstanceId": s.pg_instance_id,
+            "BackupType": "BaseBackup",
+            "BackupId": s.pg_base_finished[0],
+        });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        api.call("postgres", "DescribeBackupDownloadURL", body)
+    };
+    let link = |a: &Answer| a.ok()["BackupDownloadURL"].as_str().unwrap().to_string();
+
+    let public = link(&url(json!({})).await);
+    assert!(public.starts_with(&emu.endpoint()), "{public}");
+    assert_eq!(get_status(&public).await, 200);
+    let intranet =
+        link(&url(json!({"BackupDownloadRestriction": {"RestrictionType": "INTRANET"}})).await);
+    assert!(intranet.starts_with(&emu.intranet_endpoint()), "{intranet}");
+    assert_eq!(get_status(&intranet).await, 200);
+
+    emu.state()
+        .set_pg_download_restriction(tcbackup_emulator::PgRestriction {
+            restriction_type: "INTRANET".to_string(),
+            ..Default::default()
+        });
+    let refused = link(&url(json!({})).await);
+    assert!(refused.starts_with(&emu.endpoint()), "{refused}");
+    assert_eq!(get_status(&refused).await, 403);
+    let none = link(&url(json!({"BackupDownloadRestriction": {"RestrictionType": "NONE"}})).await);
+    assert_eq!(
+        get_status(&none).await,
+        200,
+        "NONE per call overrides the policy"
+    );
+
+    url(json!({"BackupDownloadRestriction": {"RestrictionType": "INNER"}}))
+        .await
+        .err("InvalidParameterValue.InvalidParameterValueError");
+    url(json!({"BackupDownloadRestriction": {"RestrictionType": "CUSTOMIZE"}}))
+        .await
+        .err("InvalidParameterValue.InvalidParameterValueError");
+    let received = emu.state().received_params("DescribeBackupDownloadURL");
+    assert_eq!(received.len(), 6);
+    assert!(received[0].get("BackupDownloadRestriction").is_none());
+    assert_eq!(
+        received[1]["BackupDownloadRestriction"],
+        json!({"RestrictionType": "INTRANET"})
+    );
+    let stats = emu.cos().stats(&cos_key(&public));
+    assert_eq!(stats.intranet_requests(), 1, "{stats:?}");
+}

@@ -17,6 +17,7 @@ import os
 import re
 import tarfile
 import unittest
+import urllib.error
 import urllib.request
 
 from tencentcloud.common import credential
@@ -75,6 +76,14 @@ def postgres():
 def fetch(url):
     with urllib.request.urlopen(url, timeout=30) as resp:
         return resp.status, resp.read()
+
+
+def fetch_status(url):
+    try:
+        status, _ = fetch(url)
+        return status
+    except urllib.error.HTTPError as err:
+        return err.code
 
 
 def pg_filter(name, *values):
@@ -181,6 +190,36 @@ class RedisSdk(unittest.TestCase):
         plain = redis().DescribeBackupDetail(req)
         self.assertIs(plain.Encrypted, False)
         self.assertIsNone(plain.DecryptKey)
+
+    def test_download_restriction_through_the_sdk_model(self):
+        req = redis_models.DescribeBackupDownloadRestrictionRequest()
+        resp = redis().DescribeBackupDownloadRestriction(req)
+        self.assertEqual(resp.LimitType, "NoLimit")
+        self.assertEqual(resp.VpcComparisonSymbol, "In")
+        self.assertIn(resp.IpComparisonSymbol, ("In", "NotIn"))
+        self.assertEqual(resp.LimitVpc, [])
+        self.assertEqual(resp.LimitIp, [])
+        self.assertTrue(resp.RequestId)
+
+    def test_limit_only_intranet_gives_links_the_public_host_refuses(self):
+        backup = self.backups().BackupSet[0]
+        req = redis_models.DescribeBackupUrlRequest()
+        req.InstanceId = REDIS_INSTANCE
+        req.BackupId = backup.BackupId
+        req.LimitType = "LimitOnlyIntranet"
+        resp = redis().DescribeBackupUrl(req)
+        first = resp.BackupInfos[0]
+        self.assertTrue(first.DownloadUrl.startswith("http://" + ENDPOINT + "/"))
+        self.assertFalse(first.InnerDownloadUrl.startswith("http://" + ENDPOINT + "/"))
+        self.assertIn("?sign=", first.InnerDownloadUrl)
+        self.assertEqual(fetch_status(first.DownloadUrl), 403)
+        status, body = fetch(first.InnerDownloadUrl)
+        self.assertEqual(status, 200)
+        self.assertEqual(len(body), first.FileSize)
+        req.LimitType = "OnlyIntranet"
+        with self.assertRaises(TencentCloudSDKException) as ctx:
+            redis().DescribeBackupUrl(req)
+        self.assertEqual(ctx.exception.get_code(), "InvalidParameterValue")
 
     def test_unknown_backup_has_the_documented_code(self):
         req = redis_models.DescribeBackupUrlRequest()
@@ -290,6 +329,36 @@ class PostgresSdk(unittest.TestCase):
             names = tar.getnames()
         self.assertIn("backup_label", names)
         self.assertIn("PG_VERSION", names)
+
+    def test_download_restriction_through_the_sdk_model(self):
+        req = pg_models.DescribeBackupDownloadRestrictionRequest()
+        resp = postgres().DescribeBackupDownloadRestriction(req)
+        self.assertEqual(resp.RestrictionType.upper(), "NONE")
+        self.assertEqual(resp.VpcIdSet, [])
+        self.assertEqual(resp.IpSet, [])
+        self.assertTrue(resp.RequestId)
+
+    def test_intranet_restriction_gives_the_intranet_url(self):
+        finished = [b for b in self.base_backups().BaseBackupSet if b.State == "finished"][0]
+        req = pg_models.DescribeBackupDownloadURLRequest()
+        req.DBInstanceId = PG_INSTANCE
+        req.BackupType = "BaseBackup"
+        req.BackupId = finished.Id
+        restriction = pg_models.BackupDownloadRestriction()
+        restriction.RestrictionType = "INTRANET"
+        req.BackupDownloadRestriction = restriction
+        url = postgres().DescribeBackupDownloadURL(req).BackupDownloadURL
+        self.assertFalse(url.startswith("http://" + ENDPOINT + "/"), url)
+        self.assertIn("q-sign-time=", url)
+        status, body = fetch(url)
+        self.assertEqual(status, 200)
+        self.assertEqual(len(body), finished.Size)
+        restriction.RestrictionType = "INNER"
+        with self.assertRaises(TencentCloudSDKException) as ctx:
+            postgres().DescribeBackupDownloadURL(req)
+        self.assertEqual(
+            ctx.exception.get_code(), "InvalidParameterValue.InvalidParameterValueError"
+        )
 
     def test_url_lifetime_over_36_hours_is_refused(self):
         req = pg_models.DescribeBackupDownloadURLRequest()

@@ -51,6 +51,44 @@ impl fmt::Display for BackupKind {
     }
 }
 
+/// Where backups are downloaded from (`[transfer] network`, overridable
+/// per instance).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Network {
+    /// The public COS URLs (`DownloadUrl`); the API is sent no download
+    /// restriction, so the account's own policy applies.
+    #[default]
+    Public,
+    /// The intranet URLs (Redis `InnerDownloadUrl`, PostgreSQL's URL under
+    /// `RestrictionType` `INTRANET`), which work only inside Tencent Cloud's
+    /// network.
+    Intranet,
+}
+
+impl Network {
+    /// Every network, in the order messages list them.
+    pub const ALL: [Network; 2] = [Network::Public, Network::Intranet];
+
+    /// The name the config uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Public => "public",
+            Network::Intranet => "intranet",
+        }
+    }
+
+    /// The network named `name` (exactly as [`Network::as_str`] writes it).
+    pub fn from_name(name: &str) -> Option<Network> {
+        Network::ALL.into_iter().find(|n| n.as_str() == name)
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One file of a backup set as the API describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteFile {
@@ -153,6 +191,16 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
             assert_eq!(serde_json::from_str::<BackupKind>(&json).unwrap(), kind);
         }
+    }
+
+    #[test]
+    fn networks_are_named_as_the_config_writes_them() {
+        for network in Network::ALL {
+            assert_eq!(Network::from_name(network.as_str()), Some(network));
+        }
+        assert_eq!(Network::from_name("Intranet"), None);
+        assert_eq!(Network::from_name(""), None);
+        assert_eq!(Network::default(), Network::Public);
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! `router` serves them over HTTP. The API emulator merges this router with
 //! its own (which owns `/` and `/latest/meta-data/…`) and mints URLs with
 //! `CosStore::presign`.
+//!
+//! The intranet: `intranet_router` serves the same store on a listener of
+//! its own, the host of `InnerDownloadUrl`s. A URL minted under an
+//! intranet-only download policy is marked (`CosStore::restrict_to_intranet`)
+//! and the public listener refuses it with 403 `AccessDenied`, as COS
+//! refuses a download from outside Tencent's network (reference §10.1.8).
 
 mod body;
 mod faults;
@@ -13,7 +19,7 @@ mod generate;
 mod handler;
 mod stats;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +32,7 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use tokio::sync::{watch, OnceCell};
 
 use tcbackup_signing::clock::Clock;
-use tcbackup_signing::cos::{presign_url, Presign};
+use tcbackup_signing::cos::{presign_url, Presign, UrlAuth};
 use tcbackup_signing::secret::Secret;
 
 pub use faults::{Fault, FaultId, FaultTarget, Repeat};
@@ -178,6 +184,26 @@ pub struct CosStore {
     stall_release: watch::Sender<u64>,
     /// How many responses have reached their stall point so far.
     stalls_reached: watch::Sender<u64>,
+    /// `q-signature`s of URLs that only the intranet listener serves.
+    /// Two URLs for one key minted in the same second are the same URL, so
+    /// the latest mint decides.
+    intranet_only: Mutex<HashSet<String>>,
+}
+
+/// Which listener of the fake COS a request reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CosNetwork {
+    /// The public host (`DownloadUrl`, PostgreSQL's default URL).
+    Public,
+    /// The intranet host (`InnerDownloadUrl`, PostgreSQL under `INTRANET`).
+    Intranet,
+}
+
+/// The state of one COS listener: the shared store and which network it is.
+#[derive(Debug, Clone)]
+pub(crate) struct Listener {
+    pub(crate) store: Arc<CosStore>,
+    pub(crate) network: CosNetwork,
 }
 
 impl CosStore {
@@ -194,7 +220,34 @@ impl CosStore {
             rate_limit: AtomicU64::new(0),
             stall_release: watch::Sender::new(0),
             stalls_reached: watch::Sender::new(0),
+            intranet_only: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Whether the presigned `url` is served on the intranet listener only
+    /// (the public one answers it with 403 `AccessDenied`) or on both.
+    /// Returns false (and changes nothing) when `url` carries no COS
+    /// signature.
+    pub fn restrict_to_intranet(&self, url: &str, intranet_only: bool) -> bool {
+        let Ok(auth) = UrlAuth::from_url(url) else {
+            return false;
+        };
+        let mut marks = self.intranet_marks();
+        if intranet_only {
+            marks.insert(auth.signature);
+        } else {
+            marks.remove(&auth.signature);
+        }
+        true
+    }
+
+    /// Whether a URL with this `q-signature` is served on the intranet only.
+    pub(crate) fn is_intranet_only(&self, signature: &str) -> bool {
+        self.intranet_marks().contains(signature)
+    }
+
+    fn intranet_marks(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.intranet_only.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Store (or replace) the object `key` (without leading `/`). A
@@ -440,9 +493,19 @@ impl CosStore {
 /// Paths under `/latest/meta-data/` answer 404 here; they belong to the API
 /// emulator, whose static routes win when the routers are merged.
 pub fn router(store: Arc<CosStore>) -> Router {
+    network_router(store, CosNetwork::Public)
+}
+
+/// The same routes for the intranet listener, which also serves the URLs
+/// restricted to the intranet.
+pub fn intranet_router(store: Arc<CosStore>) -> Router {
+    network_router(store, CosNetwork::Intranet)
+}
+
+fn network_router(store: Arc<CosStore>, network: CosNetwork) -> Router {
     Router::new()
         .route("/{*key}", get(handler::serve))
-        .with_state(store)
+        .with_state(Listener { store, network })
 }
 
 #[cfg(test)]
@@ -536,6 +599,20 @@ mod tests {
             )
             .expect_err("a directory is not an object");
         assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn only_marked_signatures_are_intranet_only() {
+        let store = store();
+        let marked = store.presign("http://127.0.0.1:9000", "k", 600, UrlShape::Wrapped);
+        let other = store.presign("http://127.0.0.1:9001", "k", 600, UrlShape::TopLevel);
+        assert!(store.restrict_to_intranet(&marked, true));
+        assert!(!store.restrict_to_intranet("http://127.0.0.1:9000/k", true));
+        let signature = |url: &str| UrlAuth::from_url(url).expect("signed").signature;
+        assert!(store.is_intranet_only(&signature(&marked)));
+        assert!(!store.is_intranet_only(&signature(&other)));
+        assert!(store.restrict_to_intranet(&marked, false));
+        assert!(!store.is_intranet_only(&signature(&marked)));
     }
 
     #[test]

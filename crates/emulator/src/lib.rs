@@ -5,8 +5,10 @@
 //!
 //! Routing on that address: `/` is the API ([`api`]), `/latest/meta-data/…`
 //! the metadata service ([`metadata`]), every other path a COS object
-//! ([`cos`]). Tests reach the state through [`Emulator::state`] and change it
-//! between calls.
+//! ([`cos`]). A second address on the same IP is the intranet COS host
+//! ([`Emulator::intranet_endpoint`]): `InnerDownloadUrl`s and PostgreSQL's
+//! `INTRANET` URLs point there. Tests reach the state through
+//! [`Emulator::state`] and change it between calls.
 
 mod api;
 pub mod cos;
@@ -14,6 +16,7 @@ pub mod metadata;
 pub mod sample;
 pub mod state;
 
+use std::future::IntoFuture;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -26,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use self::api::faults::ApiFault;
-pub use self::cos::{CosStore, ObjectBody, ObjectOptions, UrlShape};
+pub use self::cos::{CosNetwork, CosStore, ObjectBody, ObjectOptions, UrlShape};
 pub use self::metadata::{IssuedCredentials, MetadataHandle};
 pub use self::sample::SampleInfo;
 pub use self::state::{
@@ -120,6 +123,7 @@ impl EmulatorOptions {
 pub struct Emulator {
     addr: SocketAddr,
     endpoint: String,
+    intranet_endpoint: String,
     state: EmulatorState,
     metadata: MetadataHandle,
     sample: Option<SampleInfo>,
@@ -171,6 +175,8 @@ impl Emulator {
     pub async fn start_on(listener: TcpListener, opts: EmulatorOptions) -> io::Result<Emulator> {
         let addr = reachable(listener.local_addr()?);
         let endpoint = format!("http://{addr}");
+        let intranet_listener = TcpListener::bind((listener.local_addr()?.ip(), 0)).await?;
+        let intranet_endpoint = format!("http://{}", reachable(intranet_listener.local_addr()?));
         // COS URLs are signed with a service-side key of their own, as the
         // real services sign with theirs; clients never see it.
         let cos_id = format!("AKIDcos{}", random_string(29));
@@ -193,17 +199,23 @@ impl Emulator {
         let app = api::router(api::ApiContext {
             state: state.clone(),
             base_url: Arc::from(endpoint.as_str()),
+            intranet_base_url: Arc::from(intranet_endpoint.as_str()),
         })
         .merge(metadata::router(metadata.clone()))
-        .merge(cos::router(store));
+        .merge(cos::router(store.clone()));
         let cancel = CancellationToken::new();
         let server =
             axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
-        let task = tokio::spawn(async move { server.await });
-        tracing::debug!(endpoint = %endpoint, "emulator listening");
+        let intranet_server = axum::serve(intranet_listener, cos::intranet_router(store))
+            .with_graceful_shutdown(cancel.clone().cancelled_owned());
+        let task = tokio::spawn(async move {
+            tokio::try_join!(server.into_future(), intranet_server.into_future()).map(|_| ())
+        });
+        tracing::debug!(endpoint = %endpoint, intranet = %intranet_endpoint, "emulator listening");
         Ok(Emulator {
             addr,
             endpoint,
+            intranet_endpoint,
             state,
             metadata,
             sample,
@@ -218,6 +230,13 @@ impl Emulator {
     /// host and the metadata host.
     pub fn endpoint(&self) -> String {
         self.endpoint.clone()
+    }
+
+    /// `http://127.0.0.1:PORT2`: the intranet COS host, a listener of its
+    /// own that serves the objects (also URLs restricted to the intranet)
+    /// and nothing else.
+    pub fn intranet_endpoint(&self) -> String {
+        self.intranet_endpoint.clone()
     }
 
     /// The address the server answers on.
@@ -434,8 +453,9 @@ pub async fn run_standalone(
     let endpoint = emulator.endpoint();
     let mut out = String::new();
     out.push_str(&format!(
-        "tcbackup emulator listening on {endpoint}\n  API: Redis 2018-04-12 and PostgreSQL 2017-03-12 at {endpoint}/\n  COS objects and CVM metadata ({}) on the same address\n",
-        emulator.metadata_url()
+        "tcbackup emulator listening on {endpoint}\n  API: Redis 2018-04-12 and PostgreSQL 2017-03-12 at {endpoint}/\n  COS objects and CVM metadata ({}) on the same address\n  intranet COS host (InnerDownloadUrl) at {}\n",
+        emulator.metadata_url(),
+        emulator.intranet_endpoint()
     ));
     if generated {
         out.push_str(&format!(

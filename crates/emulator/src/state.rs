@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
 
 use super::api::faults::ApiFault;
 use super::api::ratelimit::RateLimiter;
@@ -91,6 +92,8 @@ pub struct BackupFile {
     pub size: u64,
     /// A size to report instead of the true one (a wrong size, or `0`).
     pub reported_size: Option<u64>,
+    /// Report an empty Redis `InnerDownloadUrl` for it (no intranet link).
+    pub inner_url_missing: bool,
 }
 
 impl BackupFile {
@@ -690,9 +693,25 @@ pub(crate) struct World {
     pub(crate) pg_restriction: PgRestriction,
     /// Requests seen per `X-TC-Action` value.
     pub(crate) counters: HashMap<String, u64>,
+    /// The parameters of the authenticated requests per action, oldest
+    /// first (at most `MAX_RECEIVED` each).
+    pub(crate) received: HashMap<String, VecDeque<Value>>,
 }
 
+/// How many requests' parameters are kept per action.
+const MAX_RECEIVED: usize = 1000;
+
 impl World {
+    /// Remember the parameters of one authenticated `action` request,
+    /// dropping the oldest past `MAX_RECEIVED`.
+    pub(crate) fn record_params(&mut self, action: &str, params: Value) {
+        let kept = self.received.entry(action.to_string()).or_default();
+        if kept.len() == MAX_RECEIVED {
+            kept.pop_front();
+        }
+        kept.push_back(params);
+    }
+
     pub(crate) fn redis_entry(&self, instance_id: &str) -> Option<&RedisEntry> {
         find_entry(&self.redis, instance_id)
     }
@@ -801,6 +820,7 @@ impl EmulatorState {
             cos_key: key,
             size,
             reported_size: None,
+            inner_url_missing: false,
         })
     }
 
@@ -876,6 +896,17 @@ impl EmulatorState {
     /// Requests that reached the API in total.
     pub fn total_requests(&self) -> u64 {
         self.lock().counters.values().sum()
+    }
+
+    /// The parameters (`Params` as a JSON object, GET queries unflattened
+    /// with their values as strings) of every authenticated request of
+    /// `action` the API received, oldest first (the last 1000).
+    pub fn received_params(&self, action: &str) -> Vec<Value> {
+        self.lock()
+            .received
+            .get(action)
+            .map(|kept| kept.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Set the Redis download restriction policy.
@@ -1010,6 +1041,19 @@ impl EmulatorState {
         name: &str,
     ) -> Result<(), StateError> {
         self.update_redis_file(instance_id, backup_id, index, |f| f.name = name.to_string())
+    }
+
+    /// Report an empty `InnerDownloadUrl` for shard file `index` of a Redis
+    /// backup (its public `DownloadUrl` stays).
+    pub fn set_redis_inner_url_missing(
+        &self,
+        instance_id: &str,
+        backup_id: &str,
+        index: usize,
+    ) -> Result<(), StateError> {
+        self.update_redis_file(instance_id, backup_id, index, |f| {
+            f.inner_url_missing = true;
+        })
     }
 
     /// Change shard file `index` of a Redis backup, or `UnknownFile`.

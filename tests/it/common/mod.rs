@@ -471,3 +471,19 @@ pub fn sidecar_recorded_bytes(sidecar: &Path) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Every occurrence of `param=` in `text` is followed by `REDACTED`.
+#[track_caller]
+pub fn assert_redacted(text: &str, param: &str) -> usize {
+    let mut seen = 0;
+    for (at, _) in text.match_indices(param) {
+        let value = &text[at + param.len()..];
+        assert!(
+            value.starts_with("REDACTED"),
+            "unredacted {param}: {}",
+            &value[..value.len().min(40)]
+        );
+        seen += 1;
+    }
+    seen
+}

@@ -8,6 +8,7 @@ mod commands;
 mod encrypted;
 mod leftovers;
 mod modes;
+mod network;
 mod pull;
 mod refusals;
 mod resume;

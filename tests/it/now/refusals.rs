@@ -116,22 +116,6 @@ fn wrong_secret_key_exits_3_naming_the_error_code() {
     assert!(h.set_dirs(REDIS).is_empty() && h.set_dirs(PG).is_empty());
 }
 
-/// Every occurrence of `param=` in `text` is followed by `REDACTED`.
-#[track_caller]
-fn assert_redacted(text: &str, param: &str) -> usize {
-    let mut seen = 0;
-    for (at, _) in text.match_indices(param) {
-        let value = &text[at + param.len()..];
-        assert!(
-            value.starts_with("REDACTED"),
-            "unredacted {param}: {}",
-            &value[..value.len().min(40)]
-        );
-        seen += 1;
-    }
-    seen
-}
-
 /// At the highest verbosity a full pull with temporary credentials logs
 /// URLs and API answers, but neither the secret key nor the token, and
 /// every URL signature is redacted.

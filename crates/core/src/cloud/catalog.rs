@@ -1,7 +1,8 @@
 //! `Catalog`: the facade the sync cycle uses. It checks that configured
 //! instances exist, lists their backups of both services as
-//! `model::RemoteBackup`, and resolves a backup into files with fresh
-//! presigned URLs (`model::ResolvedFile`).
+//! `model::RemoteBackup`, resolves a backup into files with fresh
+//! presigned URLs (`model::ResolvedFile`) for the network they are
+//! downloaded over, and reads the account's download policy.
 
 use chrono::{DateTime, Utc};
 
@@ -9,8 +10,11 @@ use crate::cloud::client::ApiClient;
 use crate::cloud::error::ApiError;
 use crate::cloud::postgres::{self, PgBackup, PgBackupType};
 use crate::cloud::redis::{self, RedisBackupSet};
+use crate::cloud::restriction::{self, DownloadPolicy};
 use crate::encryption::Encryption;
-use crate::model::{check_file_name, BackupKind, RemoteBackup, RemoteFile, ResolvedFile, Service};
+use crate::model::{
+    check_file_name, BackupKind, Network, RemoteBackup, RemoteFile, ResolvedFile, Service,
+};
 use tcbackup_signing::secret::SignedUrl;
 use tcbackup_signing::times::{ApiTimeZone, TimeError};
 
@@ -157,19 +161,32 @@ impl Catalog {
         Ok(all)
     }
 
-    /// Fresh download URLs for every file of `backup`: one per shard for
-    /// Redis (a `FileSize` of 0 fails the backup), the one file for
-    /// PostgreSQL with a link valid `url_lifetime_hours` (0..=36).
+    /// The account's download policy of `service` in `region`.
+    pub async fn download_policy(
+        &self,
+        service: Service,
+        region: Option<&str>,
+    ) -> Result<DownloadPolicy, ApiError> {
+        restriction::download_policy(&self.client, service, region).await
+    }
+
+    /// Fresh download URLs for every file of `backup` that work over
+    /// `network`: one per shard for Redis (a `FileSize` of 0 fails the
+    /// backup; over the intranet each file's `InnerDownloadUrl`), the one
+    /// file for PostgreSQL with a link valid `url_lifetime_hours` (0..=36).
+    /// A public download asks for no restriction, so the account's own
+    /// policy applies.
     pub async fn resolve(
         &self,
         backup: &RemoteBackup,
         url_lifetime_hours: u32,
+        network: Network,
     ) -> Result<Vec<ResolvedFile>, ApiError> {
         let region = Some(backup.region.as_str()).filter(|r| !r.is_empty());
         match pg_api_kind(backup.kind) {
-            None => self.resolve_redis(backup, region).await,
+            None => self.resolve_redis(backup, region, network).await,
             Some(api_kind) => {
-                self.resolve_pg(backup, api_kind, region, url_lifetime_hours)
+                self.resolve_pg(backup, api_kind, region, url_lifetime_hours, network)
                     .await
             }
         }
@@ -206,6 +223,7 @@ impl Catalog {
         api_kind: PgBackupType,
         region: Option<&str>,
         url_lifetime_hours: u32,
+        network: Network,
     ) -> Result<Vec<ResolvedFile>, ApiError> {
         let action = "DescribeBackupDownloadURL";
         let [file] = backup.files.as_slice() else {
@@ -229,10 +247,11 @@ impl Catalog {
             api_kind,
             &backup.backup_id,
             url_lifetime_hours,
+            network,
         )
         .await
         .map_err(|e| not_found(e, Service::Postgres, &backup.instance_id, region))?;
-        tracing::debug!(action, backup_id = %backup.backup_id, file = %file.name, "resolved download url");
+        tracing::debug!(action, backup_id = %backup.backup_id, file = %file.name, %network, "resolved download url");
         Ok(vec![ResolvedFile {
             name: file.name.clone(),
             expected_size: file.expected_size,
@@ -244,16 +263,22 @@ impl Catalog {
         &self,
         backup: &RemoteBackup,
         region: Option<&str>,
+        network: Network,
     ) -> Result<Vec<ResolvedFile>, ApiError> {
         let action = "DescribeBackupUrl";
         let bad = |what: String| ApiError::BadResponse {
             action: action.to_string(),
             what,
         };
-        let infos =
-            redis::backup_urls(&self.client, region, &backup.instance_id, &backup.backup_id)
-                .await
-                .map_err(|e| not_found(e, Service::Redis, &backup.instance_id, region))?;
+        let infos = redis::backup_urls(
+            &self.client,
+            region,
+            &backup.instance_id,
+            &backup.backup_id,
+            network,
+        )
+        .await
+        .map_err(|e| not_found(e, Service::Redis, &backup.instance_id, region))?;
         if infos.is_empty() {
             return Err(bad(format!(
                 "no BackupInfos for backup {}",
@@ -269,11 +294,18 @@ impl Catalog {
                     info.file_name, backup.backup_id
                 )));
             }
-            if info.download_url.is_empty() {
-                return Err(bad(format!(
-                    "no DownloadUrl for file {} of backup {}",
-                    info.file_name, backup.backup_id
-                )));
+            let url = info.url_for(network);
+            if url.trim().is_empty() {
+                return Err(bad(match network {
+                    Network::Public => format!(
+                        "no DownloadUrl for file {} of backup {}",
+                        info.file_name, backup.backup_id
+                    ),
+                    Network::Intranet => format!(
+                        "no InnerDownloadUrl for file {} of backup {}, so it cannot be downloaded over the intranet; set network = \"public\" for instance {} (its [[redis]] table or [transfer]) to download it over the internet",
+                        info.file_name, backup.backup_id, backup.instance_id
+                    ),
+                }));
             }
             if files.iter().any(|f| f.name == info.file_name) {
                 return Err(bad(format!(
@@ -281,13 +313,14 @@ impl Catalog {
                     info.file_name, backup.backup_id
                 )));
             }
+            let url = SignedUrl::new(url.to_string());
             files.push(ResolvedFile {
                 name: info.file_name,
                 expected_size: info.file_size,
-                url: SignedUrl::new(info.download_url),
+                url,
             });
         }
-        tracing::debug!(action, backup_id = %backup.backup_id, files = files.len(), "resolved download urls");
+        tracing::debug!(action, backup_id = %backup.backup_id, files = files.len(), %network, "resolved download urls");
         Ok(files)
     }
 

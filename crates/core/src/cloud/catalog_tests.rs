@@ -360,7 +360,7 @@ async fn redis_resolve_returns_one_file_per_shard() {
     })
     .await;
     let files = catalog(&api.endpoint)
-        .resolve(&remote(BackupKind::Redis, vec![]), 12)
+        .resolve(&remote(BackupKind::Redis, vec![]), 12, Network::Public)
         .await
         .expect("resolve");
     assert_eq!(files.len(), 3);
@@ -414,7 +414,7 @@ async fn redis_resolve_refuses_invalid_files() {
         })
         .await;
         let err = catalog(&api.endpoint)
-            .resolve(&remote(BackupKind::Redis, vec![]), 12)
+            .resolve(&remote(BackupKind::Redis, vec![]), 12, Network::Public)
             .await
             .expect_err(name);
         assert!(matches!(err, ApiError::BadResponse { .. }), "{err:?}");
@@ -443,13 +443,19 @@ async fn postgres_resolve_asks_for_the_lifetime_and_validates_it() {
             expected_size: 42,
         }],
     );
-    let files = cat.resolve(&backup, 36).await.expect("resolve");
+    let files = cat
+        .resolve(&backup, 36, Network::Public)
+        .await
+        .expect("resolve");
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].name, "wal.tar.gz");
     assert_eq!(files[0].expected_size, 42);
     assert!(files[0].url.expose().ends_with("h=36"));
 
-    let err = cat.resolve(&backup, 37).await.expect_err("over 36 hours");
+    let err = cat
+        .resolve(&backup, 37, Network::Public)
+        .await
+        .expect_err("over 36 hours");
     assert!(matches!(err, ApiError::InvalidRequest { .. }), "{err:?}");
     assert!(err.to_string().contains("URLExpireTime"), "{err}");
     assert_eq!(api.requests().len(), 1, "refused before sending");
@@ -517,4 +523,132 @@ async fn bad_times_in_a_listing_name_the_backup() {
         text.contains("b-odd") && text.contains("StartTime"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn redis_intranet_resolve_asks_for_intranet_links_and_uses_inner_download_url() {
+    let api = FakeApi::start(KEY, |_, r| {
+        assert_eq!(
+            r.json(),
+            json!({"InstanceId": "crs-1", "BackupId": "b-1", "LimitType": "LimitOnlyIntranet"})
+        );
+        Reply::Ok(json!({
+            "InnerDownloadUrl": ["https://deprecated-inner"],
+            "BackupInfos": [{
+                "FileName": "b-1-redis-1.rdb",
+                "FileSize": 100,
+                "DownloadUrl": "https://cos.example/b-1-redis-1.rdb?sign=public",
+                "InnerDownloadUrl": "https://cos-internal.example/b-1-redis-1.rdb?sign=inner",
+            }],
+        }))
+    })
+    .await;
+    let files = catalog(&api.endpoint)
+        .resolve(&remote(BackupKind::Redis, vec![]), 12, Network::Intranet)
+        .await
+        .expect("resolve");
+    assert_eq!(
+        files[0].url.expose(),
+        "https://cos-internal.example/b-1-redis-1.rdb?sign=inner"
+    );
+}
+
+#[tokio::test]
+async fn redis_intranet_resolve_without_inner_download_url_names_the_file_and_the_fix() {
+    for inner in [json!(null), json!(""), json!("  ")] {
+        let api = FakeApi::start(KEY, move |_, _| {
+            Reply::Ok(json!({"BackupInfos": [{
+                "FileName": "b-1-redis-2.rdb",
+                "FileSize": 10,
+                "DownloadUrl": "https://cos.example/x?sign=public",
+                "InnerDownloadUrl": inner.clone(),
+            }]}))
+        })
+        .await;
+        let err = catalog(&api.endpoint)
+            .resolve(&remote(BackupKind::Redis, vec![]), 12, Network::Intranet)
+            .await
+            .expect_err("no intranet link");
+        let message = err.to_string();
+        assert!(matches!(err, ApiError::BadResponse { .. }), "{err:?}");
+        assert!(
+            message.contains("no InnerDownloadUrl for file b-1-redis-2.rdb of backup b-1"),
+            "{message}"
+        );
+        assert!(message.contains("network = \"public\""), "{message}");
+        assert!(!message.contains("sign=public"), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn postgres_resolve_sends_a_restriction_only_for_the_intranet() {
+    let api = FakeApi::start(KEY, |_, r| {
+        let body = r.json();
+        let url = match body.get("BackupDownloadRestriction") {
+            None => "https://cos.example/pgsql/x?q-signature=public",
+            Some(restriction) => {
+                assert_eq!(restriction, &json!({"RestrictionType": "INTRANET"}));
+                "https://cos-internal.example/pgsql/x?q-signature=inner"
+            }
+        };
+        Reply::Ok(json!({ "BackupDownloadURL": url }))
+    })
+    .await;
+    let cat = catalog(&api.endpoint);
+    let backup = remote(
+        BackupKind::PgBase,
+        vec![RemoteFile {
+            name: "base.tar.gz".into(),
+            expected_size: 42,
+        }],
+    );
+    let public = cat
+        .resolve(&backup, 12, Network::Public)
+        .await
+        .expect("public");
+    assert!(public[0].url.expose().ends_with("=public"));
+    let inner = cat
+        .resolve(&backup, 12, Network::Intranet)
+        .await
+        .expect("intranet");
+    assert!(inner[0].url.expose().ends_with("=inner"));
+    let sent: Vec<Value> = api.requests().iter().map(|r| r.json()).collect();
+    assert!(
+        sent[0].get("BackupDownloadRestriction").is_none(),
+        "{sent:?}"
+    );
+    assert!(
+        sent[1].get("BackupDownloadRestriction").is_some(),
+        "{sent:?}"
+    );
+}
+
+#[tokio::test]
+async fn download_policy_reads_both_services() {
+    let api = FakeApi::start(KEY, |_, r| {
+        assert_eq!(r.header("x-tc-action"), "DescribeBackupDownloadRestriction");
+        assert_eq!(r.json(), json!({}));
+        if r.header("host").starts_with("redis") || r.header("authorization").contains("/redis/") {
+            Reply::Ok(json!({"LimitType": "LimitOnlyIntranet", "LimitVpc": [], "LimitIp": []}))
+        } else {
+            Reply::Ok(
+                json!({"RestrictionType": "Customize", "VpcRestrictionEffect": "Allow",
+                "VpcIdSet": ["vpc-1"], "IpRestrictionEffect": "", "IpSet": []}),
+            )
+        }
+    })
+    .await;
+    let cat = catalog(&api.endpoint);
+    let redis = cat
+        .download_policy(Service::Redis, Some("ap-guangzhou"))
+        .await
+        .expect("redis");
+    assert_eq!(redis.kind, crate::cloud::PolicyKind::IntranetOnly);
+    assert!(redis.refuses(Network::Public));
+    let pg = cat
+        .download_policy(Service::Postgres, Some("ap-guangzhou"))
+        .await
+        .expect("postgres");
+    assert_eq!(pg.kind, crate::cloud::PolicyKind::Customized);
+    assert_eq!(pg.value, "Customize");
 }

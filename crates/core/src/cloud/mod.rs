@@ -6,6 +6,7 @@
 //! - `client`: one signed call with envelope parsing, retries, rate limits.
 //! - `error`, `retry`, `ratelimit`: the client's error type and policies.
 //! - `redis`, `postgres`: typed requests and answers, paging, windows.
+//! - `restriction`: the account's download policy of either service.
 //! - `catalog`: the facade the sync cycle uses, mapping both into `crate::model`.
 
 pub mod catalog;
@@ -17,6 +18,7 @@ pub mod paging;
 pub mod postgres;
 pub mod ratelimit;
 pub mod redis;
+pub mod restriction;
 pub mod retry;
 
 #[cfg(test)]
@@ -27,4 +29,5 @@ pub use client::{ApiClient, ClientConfig};
 pub use credentials::{CredentialProvider, Credentials, CredentialsError};
 pub use endpoint::Site;
 pub use error::ApiError;
+pub use restriction::{DownloadPolicy, PolicyKind};
 pub use tcbackup_signing::times::ApiTimeZone;

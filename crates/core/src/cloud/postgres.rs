@@ -1,6 +1,7 @@
 //! TencentDB for PostgreSQL (API 2017-03-12): typed requests and answers
 //! for instance lookup, base and log backup listing (item-offset paging over
-//! a finish-time window) and download URLs (reference §7).
+//! a finish-time window), download URLs (reference §7) and the account's
+//! download policy (`DescribeBackupDownloadRestriction`, §7.6).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -8,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::cloud::client::ApiClient;
 use crate::cloud::error::ApiError;
 use crate::cloud::paging::{collect_pages, null_as_default, Page};
-use crate::model::Service;
+use crate::model::{Network, Service};
 use tcbackup_signing::times::ApiTimeZone;
 
 /// Page size of every PostgreSQL list action (documented maximum 100).
@@ -16,6 +17,11 @@ pub const LIMIT: u64 = 100;
 
 /// Longest `URLExpireTime` the API accepts, in hours.
 pub const MAX_URL_EXPIRE_HOURS: u32 = 36;
+
+/// The `RestrictionType` of a link that works only inside Tencent Cloud.
+/// The only value tcbackup sends: a public download sends no restriction,
+/// so that the account's own policy applies (`NONE` would override it).
+pub const RESTRICTION_INTRANET: &str = "INTRANET";
 
 /// The `State` of a usable backup.
 pub const FINISHED_STATE: &str = "finished";
@@ -221,6 +227,54 @@ pub struct DescribeBackupDownloadUrlRequest {
     /// Link lifetime in hours, 0..=36.
     #[serde(rename = "URLExpireTime")]
     pub url_expire_time: u32,
+    /// `{"RestrictionType": "INTRANET"}` for an intranet link; absent otherwise.
+    #[serde(
+        rename = "BackupDownloadRestriction",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backup_download_restriction: Option<BackupDownloadRestriction>,
+}
+
+/// A per-call download restriction (only the field tcbackup sets).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BackupDownloadRestriction {
+    /// `INTRANET`.
+    #[serde(rename = "RestrictionType")]
+    pub restriction_type: String,
+}
+
+/// `DescribeBackupDownloadRestriction` answer: the account's download
+/// policy for the region. The service mixes case (`Customize`, `Allow`)
+/// and sends empty strings: compare case-insensitively.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct DescribeBackupDownloadRestrictionResponse {
+    /// `NONE`, `INTRANET` or `CUSTOMIZE`, in any case.
+    #[serde(
+        rename = "RestrictionType",
+        default,
+        deserialize_with = "null_as_default"
+    )]
+    pub restriction_type: String,
+    /// `ALLOW` / `DENY` for `VpcIdSet`, in any case, or empty.
+    #[serde(
+        rename = "VpcRestrictionEffect",
+        default,
+        deserialize_with = "null_as_default"
+    )]
+    pub vpc_restriction_effect: String,
+    /// Listed VPCs.
+    #[serde(rename = "VpcIdSet", default, deserialize_with = "null_as_default")]
+    pub vpc_id_set: Vec<String>,
+    /// `ALLOW` / `DENY` for `IpSet`, in any case, or empty.
+    #[serde(
+        rename = "IpRestrictionEffect",
+        default,
+        deserialize_with = "null_as_default"
+    )]
+    pub ip_restriction_effect: String,
+    /// Listed IPs.
+    #[serde(rename = "IpSet", default, deserialize_with = "null_as_default")]
+    pub ip_set: Vec<String>,
 }
 
 /// `DescribeBackupDownloadURL` answer.
@@ -333,7 +387,8 @@ pub async fn list_backups(
 }
 
 /// A fresh download URL for one backup, valid `url_expire_hours` (0..=36,
-/// checked before calling).
+/// checked before calling), that works over `network`.
+#[allow(clippy::too_many_arguments)]
 pub async fn download_url(
     client: &ApiClient,
     region: Option<&str>,
@@ -341,6 +396,7 @@ pub async fn download_url(
     kind: PgBackupType,
     backup_id: &str,
     url_expire_hours: u32,
+    network: Network,
 ) -> Result<String, ApiError> {
     let action = "DescribeBackupDownloadURL";
     if url_expire_hours > MAX_URL_EXPIRE_HOURS {
@@ -356,6 +412,12 @@ pub async fn download_url(
         backup_type: kind.as_api_str().to_string(),
         backup_id: backup_id.to_string(),
         url_expire_time: url_expire_hours,
+        backup_download_restriction: match network {
+            Network::Public => None,
+            Network::Intranet => Some(BackupDownloadRestriction {
+                restriction_type: RESTRICTION_INTRANET.to_string(),
+            }),
+        },
     };
     let answer: DescribeBackupDownloadUrlResponse = client
         .call(Service::Postgres, action, region, &request)
@@ -369,9 +431,62 @@ pub async fn download_url(
     Ok(answer.backup_download_url)
 }
 
+/// The account's download policy in `region`.
+pub async fn download_restriction(
+    client: &ApiClient,
+    region: Option<&str>,
+) -> Result<DescribeBackupDownloadRestrictionResponse, ApiError> {
+    client
+        .call(
+            Service::Postgres,
+            "DescribeBackupDownloadRestriction",
+            region,
+            &serde_json::Map::new(),
+        )
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_public_request_sends_no_restriction_and_an_intranet_one_intranet() {
+        let request = |restriction: Option<BackupDownloadRestriction>| {
+            serde_json::to_value(DescribeBackupDownloadUrlRequest {
+                db_instance_id: "postgres-1".to_string(),
+                backup_type: "BaseBackup".to_string(),
+                backup_id: "b".to_string(),
+                url_expire_time: 12,
+                backup_download_restriction: restriction,
+            })
+            .expect("serialise")
+        };
+        assert!(request(None).get("BackupDownloadRestriction").is_none());
+        let intranet = request(Some(BackupDownloadRestriction {
+            restriction_type: RESTRICTION_INTRANET.to_string(),
+        }));
+        assert_eq!(
+            intranet["BackupDownloadRestriction"],
+            serde_json::json!({"RestrictionType": "INTRANET"})
+        );
+    }
+
+    #[test]
+    fn decodes_the_download_restriction_as_the_documented_example_writes_it() {
+        let text = r#"{"RestrictionType": "Customize", "VpcRestrictionEffect": "Allow",
+            "VpcIdSet": ["vpc-1"], "IpRestrictionEffect": "", "IpSet": [], "RequestId": "r"}"#;
+        let answer: DescribeBackupDownloadRestrictionResponse =
+            serde_json::from_str(text).expect("decode");
+        assert_eq!(answer.restriction_type, "Customize");
+        assert_eq!(answer.vpc_restriction_effect, "Allow");
+        assert_eq!(answer.vpc_id_set, ["vpc-1"]);
+        assert_eq!(answer.ip_restriction_effect, "");
+        let nulls = r#"{"RestrictionType": null, "VpcIdSet": null, "IpSet": null}"#;
+        let answer: DescribeBackupDownloadRestrictionResponse =
+            serde_json::from_str(nulls).expect("decode");
+        assert_eq!(answer, DescribeBackupDownloadRestrictionResponse::default());
+    }
 
     #[test]
     fn decodes_the_documented_answers() {
@@ -405,6 +520,7 @@ mod tests {
             backup_type: PgBackupType::Log.as_api_str().into(),
             backup_id: "b".into(),
             url_expire_time: 12,
+            backup_download_restriction: None,
         };
         let v = serde_json::to_value(&r).expect("json");
         assert_eq!(v["DBInstanceId"], "postgres-1");

@@ -1,7 +1,8 @@
 //! TencentDB for Redis (API 2018-04-12): typed requests and answers for the
 //! actions a backup download needs (instances, backups, URLs, and the
 //! detail that carries an encrypted backup's key), with paging and the
-//! 30-day window rule of `DescribeInstanceBackups` (reference §6).
+//! 30-day window rule of `DescribeInstanceBackups` (reference §6), and the
+//! account's download policy (`DescribeBackupDownloadRestriction`, §6.5).
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -9,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::cloud::client::ApiClient;
 use crate::cloud::error::ApiError;
 use crate::cloud::paging::{collect_pages, null_as_default, Page};
-use crate::model::Service;
+use crate::model::{Network, Service};
 use tcbackup_signing::secret::Secret;
 use tcbackup_signing::times::ApiTimeZone;
 
@@ -31,6 +32,11 @@ pub const FINISHED_STATUSES: [i64; 2] = [2, 4];
 /// missed; the in-progress ones are listed for display and skipped by
 /// `is_finished`.
 pub const LISTED_STATUSES: [i64; 4] = [1, 2, 3, 4];
+
+/// The `LimitType` of links that work only inside Tencent Cloud. The only
+/// value tcbackup sends: a public download sends none, so that the
+/// account's own policy applies (`NoLimit` would override it).
+pub const LIMIT_ONLY_INTRANET: &str = "LimitOnlyIntranet";
 
 /// `DescribeInstances` request (only the fields used).
 #[derive(Debug, Clone, Serialize)]
@@ -161,6 +167,9 @@ pub struct DescribeBackupUrlRequest {
     pub instance_id: String,
     /// The backup.
     pub backup_id: String,
+    /// `LimitOnlyIntranet` for intranet links; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_type: Option<String>,
 }
 
 /// `DescribeBackupUrl` answer. The deprecated top-level `DownloadUrl`,
@@ -185,6 +194,47 @@ pub struct BackupDownloadInfo {
     /// Public presigned COS URL, valid 6 hours.
     #[serde(default, deserialize_with = "null_as_default")]
     pub download_url: String,
+    /// Intranet presigned COS URL, valid 6 hours.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub inner_download_url: String,
+}
+
+impl BackupDownloadInfo {
+    /// The URL that works over `network` (may be empty when the API gave none).
+    pub fn url_for(&self, network: Network) -> &str {
+        match network {
+            Network::Public => &self.download_url,
+            Network::Intranet => &self.inner_download_url,
+        }
+    }
+}
+
+/// `DescribeBackupDownloadRestriction` answer: the account's download
+/// policy for the region.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeBackupDownloadRestrictionResponse {
+    /// `NoLimit`, `LimitOnlyIntranet` or `Customize`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub limit_type: String,
+    /// Listed VPCs per region (under `Customize`).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub limit_vpc: Vec<BackupLimitVpcItem>,
+    /// Listed IPs (under `Customize`).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub limit_ip: Vec<String>,
+}
+
+/// One `LimitVpc` entry.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct BackupLimitVpcItem {
+    /// The VPCs' region.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub region: String,
+    /// VPC ids.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub vpc_list: Vec<String>,
 }
 
 impl std::fmt::Debug for BackupDownloadInfo {
@@ -195,6 +245,10 @@ impl std::fmt::Debug for BackupDownloadInfo {
             .field(
                 "download_url",
                 &tcbackup_signing::secret::redact_url(&self.download_url),
+            )
+            .field(
+                "inner_download_url",
+                &tcbackup_signing::secret::redact_url(&self.inner_download_url),
             )
             .finish()
     }
@@ -344,16 +398,22 @@ pub async fn list_backups(
     Ok(all)
 }
 
-/// The files of one backup with fresh download URLs (one per shard).
+/// The files of one backup with fresh download URLs (one per shard),
+/// asked for as links that work over `network`.
 pub async fn backup_urls(
     client: &ApiClient,
     region: Option<&str>,
     instance_id: &str,
     backup_id: &str,
+    network: Network,
 ) -> Result<Vec<BackupDownloadInfo>, ApiError> {
     let request = DescribeBackupUrlRequest {
         instance_id: instance_id.to_string(),
         backup_id: backup_id.to_string(),
+        limit_type: match network {
+            Network::Public => None,
+            Network::Intranet => Some(LIMIT_ONLY_INTRANET.to_string()),
+        },
     };
     let answer: DescribeBackupUrlResponse = client
         .call(Service::Redis, "DescribeBackupUrl", region, &request)
@@ -374,6 +434,21 @@ pub async fn backup_detail(
     };
     client
         .call(Service::Redis, "DescribeBackupDetail", region, &request)
+        .await
+}
+
+/// The account's download policy in `region`.
+pub async fn download_restriction(
+    client: &ApiClient,
+    region: Option<&str>,
+) -> Result<DescribeBackupDownloadRestrictionResponse, ApiError> {
+    client
+        .call(
+            Service::Redis,
+            "DescribeBackupDownloadRestriction",
+            region,
+            &serde_json::Map::new(),
+        )
         .await
 }
 
@@ -410,6 +485,42 @@ mod tests {
     }
 
     #[test]
+    fn a_public_request_names_no_limit_type_and_an_intranet_one_limit_only_intranet() {
+        let request = |limit_type: Option<&str>| {
+            serde_json::to_value(DescribeBackupUrlRequest {
+                instance_id: "crs-1".to_string(),
+                backup_id: "b".to_string(),
+                limit_type: limit_type.map(str::to_string),
+            })
+            .expect("serialise")
+        };
+        assert_eq!(
+            request(None),
+            serde_json::json!({"InstanceId": "crs-1", "BackupId": "b"})
+        );
+        assert_eq!(
+            request(Some(LIMIT_ONLY_INTRANET))["LimitType"],
+            "LimitOnlyIntranet"
+        );
+    }
+
+    #[test]
+    fn decodes_the_download_restriction() {
+        let text = r#"{"LimitType": "Customize", "VpcComparisonSymbol": "In",
+            "IpComparisonSymbol": "NotIn", "LimitVpc": [{"Region": "ap-guangzhou", "VpcList": ["vpc-1"]}],
+            "LimitIp": ["10.0.0.1"], "RequestId": "r"}"#;
+        let answer: DescribeBackupDownloadRestrictionResponse =
+            serde_json::from_str(text).expect("decode");
+        assert_eq!(answer.limit_type, "Customize");
+        assert_eq!(answer.limit_vpc[0].vpc_list, ["vpc-1"]);
+        assert_eq!(answer.limit_ip, ["10.0.0.1"]);
+        let nulls = r#"{"LimitType": null, "LimitVpc": null, "LimitIp": null}"#;
+        let answer: DescribeBackupDownloadRestrictionResponse =
+            serde_json::from_str(nulls).expect("decode");
+        assert_eq!(answer, DescribeBackupDownloadRestrictionResponse::default());
+    }
+
+    #[test]
     fn decodes_the_documented_answers_and_ignores_deprecated_arrays() {
         let text = r#"{
             "DownloadUrl": ["https://old?sign=x"],
@@ -426,6 +537,10 @@ mod tests {
         assert_eq!(answer.backup_infos[0].file_size, 1234);
         assert_eq!(answer.backup_infos[1].file_size, 0);
         assert!(!format!("{:?}", answer.backup_infos[0]).contains("sign=s"));
+        let first = &answer.backup_infos[0];
+        assert_eq!(first.url_for(Network::Public), "https://h/a-1.rdb?sign=s");
+        assert_eq!(first.url_for(Network::Intranet), "https://i/a-1.rdb");
+        assert_eq!(answer.backup_infos[1].url_for(Network::Intranet), "");
 
         let list = r#"{"TotalCount": 1, "BackupSet": [{"BackupId": "165706342-5832225-1641692389",
             "InstanceId": "crs-1", "InstanceName": "n", "Region": "ap-guangzhou",

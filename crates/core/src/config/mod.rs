@@ -19,6 +19,9 @@
 //!   whatever the umask; `group_readable = true` makes them 0640/0750
 //!   ([`Config::file_modes`]). `download_dir` itself is the operator's: a
 //!   mode that lets others in is warned about ([`Config::exposed_download_dir`]).
+//! - `[transfer] network` ("public", the default, or "intranet") says where
+//!   backups are downloaded from; a `network` key in a `[[redis]]` or
+//!   `[[postgres]]` table overrides it for that instance.
 //! - `[retention]` must hold at least one `keep_*` rule; a per-instance
 //!   `[redis.retention]` / `[postgres.retention]` table replaces it for that
 //!   instance as a whole (keys are not merged). An empty policy is an error,
@@ -36,7 +39,7 @@ use std::time::Duration;
 use chrono::{FixedOffset, NaiveTime};
 use url::Url;
 
-use crate::model::{BackupKind, Service};
+use crate::model::{BackupKind, Network, Service};
 use crate::private_files::FileModes;
 use crate::retention::Policy;
 use tcbackup_signing::secret::Secret;
@@ -131,6 +134,9 @@ pub struct TransferConfig {
     pub free_space_margin: u64,
     /// A download that receives nothing for this long is retried (default 60s).
     pub idle_timeout: Duration,
+    /// Where instances without their own `network` download from
+    /// (`network`, default public).
+    pub network: Network,
 }
 
 impl Default for TransferConfig {
@@ -143,6 +149,7 @@ impl Default for TransferConfig {
             url_lifetime_hours: 12,
             free_space_margin: 1 << 30,
             idle_timeout: Duration::from_secs(60),
+            network: Network::Public,
         }
     }
 }
@@ -184,6 +191,9 @@ pub struct InstanceConfig {
     pub service: Service,
     /// The instance's region, or `[api] region`.
     pub region: String,
+    /// Where its backups are downloaded from: its own `network`, or
+    /// `[transfer] network`.
+    pub network: Network,
     /// What to fetch: `[Redis]`, or PostgreSQL `backup_types` in the order
     /// base then log.
     pub kinds: Vec<BackupKind>,

@@ -77,6 +77,7 @@ pub(crate) struct RawTransfer {
     pub url_lifetime_hours: Option<Spanned<i64>>,
     pub free_space_margin: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
+    pub network: Option<Spanned<String>>,
 }
 
 /// `[retention]`, `[redis.retention]`, `[postgres.retention]`.
@@ -105,6 +106,7 @@ pub(crate) struct RawSchedule {
 pub(crate) struct RawRedis {
     pub instance_id: Option<Spanned<String>>,
     pub region: Option<Spanned<String>>,
+    pub network: Option<Spanned<String>>,
     pub retention: Option<RawRetention>,
 }
 
@@ -114,6 +116,7 @@ pub(crate) struct RawRedis {
 pub(crate) struct RawPostgres {
     pub instance_id: Option<Spanned<String>>,
     pub region: Option<Spanned<String>>,
+    pub network: Option<Spanned<String>>,
     pub backup_types: Option<Spanned<Vec<Spanned<String>>>>,
     pub retention: Option<RawRetention>,
 }
@@ -207,6 +210,7 @@ const TRANSFER: Section = Section {
         ("url_lifetime_hours", Shape::Int, "12"),
         ("free_space_margin", Shape::Str, "\"1GiB\""),
         ("idle_timeout", Shape::Str, "\"60s\""),
+        ("network", Shape::Str, "\"intranet\""),
     ],
 };
 
@@ -224,6 +228,7 @@ const REDIS: Section = Section {
     keys: &[
         ("instance_id", Shape::Str, "\"crs-4y9t57vt\""),
         ("region", Shape::Str, "\"ap-guangzhou\""),
+        ("network", Shape::Str, "\"intranet\""),
         ("retention", Shape::Table(&REDIS_RETENTION), ""),
     ],
 };
@@ -233,6 +238,7 @@ const POSTGRES: Section = Section {
     keys: &[
         ("instance_id", Shape::Str, "\"postgres-oamgybor\""),
         ("region", Shape::Str, "\"ap-guangzhou\""),
+        ("network", Shape::Str, "\"intranet\""),
         ("backup_types", Shape::StrArray, "[\"base\", \"log\"]"),
         ("retention", Shape::Table(&POSTGRES_RETENTION), ""),
     ],

@@ -18,7 +18,7 @@ use super::{
     StaticCredentials, TransferConfig,
 };
 use crate::duration::{format_duration, parse_duration};
-use crate::model::{BackupKind, Service};
+use crate::model::{BackupKind, Network, Service};
 use crate::retention::{Policy, CHINA_STANDARD_TIME};
 use tcbackup_signing::secret::Secret;
 use tcbackup_signing::service::Site;
@@ -222,6 +222,7 @@ impl Validator<'_> {
             raw.retention.is_some(),
             retention.as_ref(),
             time_zone,
+            transfer.network,
         );
         Config {
             source: path.to_path_buf(),
@@ -482,6 +483,24 @@ impl Validator<'_> {
         Site::default()
     }
 
+    /// `network = "public" | "intranet"`; anything else is an error naming both.
+    fn network(&mut self, value: &Spanned<String>, place: Place<'_>) -> Network {
+        if let Some(network) = Network::from_name(value.get_ref()) {
+            return network;
+        }
+        self.error(
+            value,
+            place,
+            "network",
+            format!(
+                "{} {:?} is not a network; write \"public\" (download over the internet) or \"intranet\" (InnerDownloadUrl, only from inside Tencent Cloud)",
+                place.name("network"),
+                value.get_ref()
+            ),
+        );
+        Network::default()
+    }
+
     fn region(&mut self, value: &Spanned<String>, place: Place<'_>) -> Option<String> {
         let region = value.get_ref().trim();
         let valid = !region.is_empty()
@@ -679,6 +698,10 @@ impl Validator<'_> {
                 defaults.idle_timeout,
                 Duration::from_secs(1),
             ),
+            network: raw
+                .network
+                .as_ref()
+                .map_or(defaults.network, |value| self.network(value, place)),
         }
     }
 
@@ -984,12 +1007,14 @@ impl Validator<'_> {
         has_global_table: bool,
         global: Option<&Policy>,
         time_zone: FixedOffset,
+        default_network: Network,
     ) -> Vec<InstanceConfig> {
         struct Entry<'r> {
             service: Service,
             index: usize,
             instance_id: &'r Option<Spanned<String>>,
             region: &'r Option<Spanned<String>>,
+            network: &'r Option<Spanned<String>>,
             retention: Option<&'r RawRetention>,
             backup_types: Option<&'r Option<Spanned<Vec<Spanned<String>>>>>,
         }
@@ -1002,6 +1027,7 @@ impl Validator<'_> {
                 index,
                 instance_id: &redis.instance_id,
                 region: &redis.region,
+                network: &redis.network,
                 retention: redis.retention.as_ref(),
                 backup_types: None,
             })
@@ -1014,6 +1040,7 @@ impl Validator<'_> {
                         index,
                         instance_id: &postgres.instance_id,
                         region: &postgres.region,
+                        network: &postgres.network,
                         retention: postgres.retention.as_ref(),
                         backup_types: Some(&postgres.backup_types),
                     }),
@@ -1063,6 +1090,10 @@ impl Validator<'_> {
                     }
                 },
             };
+            let network = entry
+                .network
+                .as_ref()
+                .map_or(default_network, |value| self.network(value, place));
             let kinds = match entry.backup_types {
                 None => vec![BackupKind::Redis],
                 Some(types) => {
@@ -1103,6 +1134,7 @@ impl Validator<'_> {
                         instance_id,
                         service: entry.service,
                         region,
+                        network,
                         kinds,
                         retention,
                     });

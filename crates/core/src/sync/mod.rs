@@ -364,7 +364,10 @@ impl SyncContext {
         let lifetime = u32::from(self.config.transfer.url_lifetime_hours);
         // Fresh URLs, resolved just before the transfer; the catalog has
         // already refused any file name that is not a plain name.
-        let files = self.catalog.resolve(backup, lifetime).await?;
+        let files = self
+            .catalog
+            .resolve(backup, lifetime, instance.network)
+            .await?;
         if files.is_empty() {
             return Err(SetError::Refused(format!(
                 "the API listed no file for backup {}",
@@ -399,6 +402,7 @@ impl SyncContext {
             self.catalog.clone(),
             backup.clone(),
             lifetime,
+            instance.network,
             &files,
         ));
 
@@ -421,7 +425,7 @@ impl SyncContext {
         }
         let mut ok = Vec::with_capacity(fetched.len());
         for result in fetched {
-            ok.push(result?);
+            ok.push(result.map_err(|e| e.over_network(instance.network))?);
         }
 
         // Verify every file before anything is published.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::cloud::error::ApiError;
 use crate::exit::Exit;
-use crate::model::{BackupKind, RemoteBackup};
+use crate::model::{BackupKind, Network, RemoteBackup};
 use crate::store::StoreError;
 use crate::transfer::TransferError;
 use crate::verify::VerifyError;
@@ -25,6 +25,16 @@ pub enum SetError {
     /// its backup and file, so the message is the source's alone.
     #[error("{source}")]
     Transfer {
+        /// The file name.
+        file: String,
+        /// Why.
+        #[source]
+        source: TransferError,
+    },
+    /// COS refused a public download with 403 `AccessDenied`: the account
+    /// probably allows intranet downloads only.
+    #[error("{source}; the account's backup download policy may allow intranet downloads only (`tcbackup check-config` shows it): on a host inside Tencent Cloud set network = \"intranet\" ([transfer] or the instance's table), or ask the administrator to allow public downloads")]
+    PublicDownloadDenied {
         /// The file name.
         file: String,
         /// Why.
@@ -59,6 +69,25 @@ impl SetError {
     pub fn is_auth(&self) -> bool {
         matches!(self, SetError::Api(e) if e.is_auth())
     }
+
+    /// The error of a download over `network`: a public download that COS
+    /// refused with 403 `AccessDenied` becomes
+    /// [`SetError::PublicDownloadDenied`], which names the likely cause and
+    /// the fix; anything else is unchanged.
+    pub(crate) fn over_network(self, network: Network) -> SetError {
+        match self {
+            SetError::Transfer { file, source }
+                if network == Network::Public && is_access_denied(&source) =>
+            {
+                SetError::PublicDownloadDenied { file, source }
+            }
+            other => other,
+        }
+    }
+}
+
+fn is_access_denied(err: &TransferError) -> bool {
+    matches!(err, TransferError::Denied { status: 403, code, .. } if code == "AccessDenied")
 }
 
 /// A set that was published in this cycle.
@@ -222,6 +251,44 @@ impl CycleReport {
 mod tests {
     use super::*;
     use crate::model::Service;
+
+    fn denied(status: u16, code: &str) -> SetError {
+        SetError::Transfer {
+            file: "a.rdb".into(),
+            source: TransferError::Denied {
+                file: crate::transfer::FileRef {
+                    backup_id: "b1".into(),
+                    file_name: "a.rdb".into(),
+                },
+                status,
+                code: code.into(),
+                message: "Access Denied.".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_public_download_refused_with_access_denied_names_the_intranet_fix() {
+        let err = denied(403, "AccessDenied").over_network(Network::Public);
+        assert!(
+            matches!(err, SetError::PublicDownloadDenied { .. }),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.starts_with("b1/a.rdb: server answered 403 AccessDenied: Access Denied.; "),
+            "{message}"
+        );
+        assert!(message.contains("network = \"intranet\""), "{message}");
+        for (status, code, network) in [
+            (403, "AccessDenied", Network::Intranet),
+            (404, "NoSuchKey", Network::Public),
+            (403, "SignatureDoesNotMatch", Network::Public),
+        ] {
+            let err = denied(status, code).over_network(network);
+            assert!(matches!(err, SetError::Transfer { .. }), "{err:?}");
+        }
+    }
 
     fn api(code: &str) -> SetError {
         SetError::Api(ApiError::Service {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::cloud::catalog::Catalog;
-use crate::model::{RemoteBackup, ResolvedFile};
+use crate::model::{Network, RemoteBackup, ResolvedFile};
 use crate::transfer::{UrlSource, UrlSourceError};
 use tcbackup_signing::secret::SignedUrl;
 
@@ -18,6 +18,7 @@ pub(super) struct SetUrls {
     catalog: Catalog,
     backup: RemoteBackup,
     lifetime_hours: u32,
+    network: Network,
     state: tokio::sync::Mutex<UrlState>,
 }
 
@@ -33,12 +34,14 @@ impl SetUrls {
         catalog: Catalog,
         backup: RemoteBackup,
         lifetime_hours: u32,
+        network: Network,
         first: &[ResolvedFile],
     ) -> Self {
         Self {
             catalog,
             backup,
             lifetime_hours,
+            network,
             state: tokio::sync::Mutex::new(UrlState {
                 latest: first.to_vec(),
                 handed_out: HashSet::new(),
@@ -60,7 +63,7 @@ impl SetUrls {
         }
         let fresh = self
             .catalog
-            .resolve(&self.backup, self.lifetime_hours)
+            .resolve(&self.backup, self.lifetime_hours, self.network)
             .await
             .map_err(|e| {
                 if e.is_retryable() {

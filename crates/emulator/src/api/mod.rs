@@ -59,8 +59,10 @@ impl ApiError {
 #[derive(Clone)]
 pub(crate) struct ApiContext {
     pub(crate) state: EmulatorState,
-    /// `http://127.0.0.1:PORT`, the host of every presigned URL.
+    /// `http://127.0.0.1:PORT`, the host of every public presigned URL.
     pub(crate) base_url: Arc<str>,
+    /// The intranet COS host (`InnerDownloadUrl`, PostgreSQL `INTRANET`).
+    pub(crate) intranet_base_url: Arc<str>,
 }
 
 /// One authenticated call, handed to an action.
@@ -306,6 +308,7 @@ fn authenticate_and_run(
     } else {
         Params::from_json(body, invalid_code)?
     };
+    ctx.state.lock().record_params(action, params.to_json());
     let call = Call {
         params,
         region,

@@ -72,6 +72,11 @@ impl Params {
         })
     }
 
+    /// The parameters as one JSON object (what the request carried).
+    pub(crate) fn to_json(&self) -> Value {
+        Value::Object(self.map.clone())
+    }
+
     fn bad_value(&self, message: String) -> ApiError {
         ApiError::new(self.invalid_code, message)
     }

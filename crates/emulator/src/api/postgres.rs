@@ -275,7 +275,9 @@ fn describe_log_backups(call: &Call<'_>) -> Result<Map<String, Value>, ApiError>
     describe_backups(call, PgBackupKind::Log)
 }
 
-fn check_restriction(value: &Value) -> Result<(), ApiError> {
+/// Check a per-call `BackupDownloadRestriction`; its `RestrictionType`,
+/// upper-cased (empty when not given).
+fn check_restriction(value: &Value) -> Result<String, ApiError> {
     let Value::Object(obj) = value else {
         return Err(invalid("BackupDownloadRestriction must be an object."));
     };
@@ -314,7 +316,7 @@ fn check_restriction(value: &Value) -> Result<(), ApiError> {
             "RestrictionType CUSTOMIZE needs VpcIdSet or IpSet.",
         ));
     }
-    Ok(())
+    Ok(kind)
 }
 
 fn describe_backup_download_url(call: &Call<'_>) -> Result<Map<String, Value>, ApiError> {
@@ -353,9 +355,10 @@ fn describe_backup_download_url(call: &Call<'_>) -> Result<Map<String, Value>, A
         }
         Some(h) => h,
     };
-    if let Some(restriction) = p.raw("BackupDownloadRestriction") {
-        check_restriction(restriction)?;
-    }
+    let restriction = match p.raw("BackupDownloadRestriction") {
+        Some(restriction) => check_restriction(restriction)?,
+        None => String::new(),
+    };
     let world = call.ctx.state.lock();
     let entry = world
         .pg_entry(&instance_id)
@@ -380,12 +383,29 @@ fn describe_backup_download_url(call: &Call<'_>) -> Result<Map<String, Value>, A
             ),
         ));
     }
-    let url = call.ctx.state.cos().presign(
-        &call.ctx.base_url,
+    // One URL: the intranet one when this call asks for INTRANET; else the
+    // public one, which the public COS host refuses when the call's or
+    // else the account's policy is intranet-only.
+    let intranet_call = restriction == "INTRANET";
+    let intranet_only = intranet_call
+        || (restriction.is_empty()
+            && world
+                .pg_restriction
+                .restriction_type
+                .eq_ignore_ascii_case("INTRANET"));
+    let base_url = if intranet_call {
+        &call.ctx.intranet_base_url
+    } else {
+        &call.ctx.base_url
+    };
+    let cos = call.ctx.state.cos();
+    let url = cos.presign(
+        base_url,
         &backup.file.cos_key,
         hours * 3600,
         UrlShape::TopLevel,
     );
+    cos.restrict_to_intranet(&url, intranet_only);
     Ok(to_map(json!({ "BackupDownloadURL": url })))
 }
 

@@ -21,6 +21,9 @@ pub(crate) const KEY_ALGORITHM: &str = "AES-256-CBC";
 /// Lifetime of the URLs of `DescribeBackupUrl` (6 hours).
 pub(crate) const URL_LIFETIME_SECS: i64 = 21600;
 
+/// The `LimitType` values `DescribeBackupUrl` accepts (reference §12).
+const LIMIT_TYPES: [&str; 3] = ["NoLimit", "LimitOnlyIntranet", "Customize"];
+
 /// The implementation of an action, if the service has it.
 pub(crate) fn action(name: &str) -> Option<super::Action> {
     Some(match name {
@@ -425,8 +428,9 @@ fn describe_backup_url(call: &Call<'_>) -> Result<Map<String, Value>, ApiError> 
     ])?;
     let instance_id = p.required_string("InstanceId")?;
     let backup_id = p.required_string("BackupId")?;
-    if let Some(limit_type) = p.string("LimitType")? {
-        if !["NoLimit", "LimitOnlyIntranet", "Customize"].contains(&limit_type.as_str()) {
+    let limit_type = p.string("LimitType")?;
+    if let Some(limit_type) = &limit_type {
+        if !LIMIT_TYPES.contains(&limit_type.as_str()) {
             return Err(invalid(format!(
                 "LimitType must be NoLimit, LimitOnlyIntranet or Customize, got {limit_type:?}."
             )));
@@ -461,9 +465,15 @@ fn describe_backup_url(call: &Call<'_>) -> Result<Map<String, Value>, ApiError> 
             format!("The backup {backup_id} is locked by another workflow, in progress or expired (status {status})."),
         ));
     }
+    // A per-call LimitType replaces the account's policy for these links.
+    let intranet_only = limit_type
+        .as_deref()
+        .unwrap_or(&world.redis_restriction.limit_type)
+        .eq_ignore_ascii_case("LimitOnlyIntranet");
     let cos = call.ctx.state.cos();
     let mut infos = Vec::with_capacity(backup.files.len());
     let mut urls = Vec::with_capacity(backup.files.len());
+    let mut inner_urls = Vec::with_capacity(backup.files.len());
     let mut names = Vec::with_capacity(backup.files.len());
     for file in &backup.files {
         let url = cos.presign(
@@ -472,18 +482,30 @@ fn describe_backup_url(call: &Call<'_>) -> Result<Map<String, Value>, ApiError> 
             URL_LIFETIME_SECS,
             UrlShape::Wrapped,
         );
+        let inner_url = if file.inner_url_missing {
+            String::new()
+        } else {
+            cos.presign(
+                &call.ctx.intranet_base_url,
+                &file.cos_key,
+                URL_LIFETIME_SECS,
+                UrlShape::Wrapped,
+            )
+        };
+        cos.restrict_to_intranet(&url, intranet_only);
         infos.push(json!({
             "FileName": file.name,
             "FileSize": file.api_size(),
             "DownloadUrl": url,
-            "InnerDownloadUrl": url,
+            "InnerDownloadUrl": inner_url,
         }));
         urls.push(url);
+        inner_urls.push(inner_url);
         names.push(file.name.clone());
     }
     Ok(to_map(json!({
         "DownloadUrl": urls,
-        "InnerDownloadUrl": urls,
+        "InnerDownloadUrl": inner_urls,
         "Filenames": names,
         "BackupInfos": infos,
     })))

@@ -17,7 +17,7 @@ use percent_encoding::percent_decode_str;
 
 use super::body::BodyStream;
 use super::faults::StatusFault;
-use super::CosStore;
+use super::{CosNetwork, CosStore, Listener};
 use tcbackup_signing::cos::{signatures_match, CosAuthError, UrlAuth};
 
 /// `x-cos-traffic-limit` bounds in bit/s (§9.5).
@@ -43,7 +43,7 @@ struct Request<'a> {
 
 /// Serve one request (the axum handler of `router`).
 pub(crate) async fn serve(
-    State(store): State<Arc<CosStore>>,
+    State(listener): State<Listener>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -55,9 +55,12 @@ pub(crate) async fn serve(
     let key = path.strip_prefix('/').unwrap_or(&path);
     let host = header_str(&headers, HOST.as_str()).unwrap_or_default();
     let range = header_str(&headers, RANGE.as_str());
-    let record = store
-        .key_stats(key)
-        .begin(method.as_str(), range.as_deref());
+    let store = &listener.store;
+    let record = store.key_stats(key).begin(
+        method.as_str(),
+        range.as_deref(),
+        listener.network == CosNetwork::Intranet,
+    );
     let req = Request {
         method: &method,
         query: uri.query().unwrap_or(""),
@@ -70,7 +73,7 @@ pub(crate) async fn serve(
             resource: format!("{host}{raw_path}"),
         },
     };
-    let response = match respond(&store, &req, &record).await {
+    let response = match respond(store, listener.network, &req, &record).await {
         Ok(response) => response,
         Err(reject) => reject.render(&req.ctx),
     };
@@ -193,6 +196,7 @@ fn traffic_rate(req: &Request<'_>, auth: &UrlAuth) -> Result<Option<u64>, Reject
 
 async fn respond(
     store: &Arc<CosStore>,
+    network: CosNetwork,
     req: &Request<'_>,
     record: &Arc<super::stats::LiveRecord>,
 ) -> Result<Response, Reject> {
@@ -202,6 +206,15 @@ async fn respond(
     }
     status_fault(store, req)?;
     let auth = check_auth(store, req)?;
+    if network == CosNetwork::Public && store.is_intranet_only(&auth.signature) {
+        // Assumed answer (reference §11): COS's code for a download from
+        // outside an intranet-only policy is not documented.
+        return Err(Reject::new(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "Access Denied.",
+        ));
+    }
     let traffic_rate = traffic_rate(req, &auth)?;
 
     let Some(version) = store.version(key) else {

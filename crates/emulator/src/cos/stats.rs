@@ -18,6 +18,9 @@ pub struct RequestRecord {
     pub status: u16,
     /// Body bytes sent so far (final once the response ended).
     pub bytes_sent: u64,
+    /// Whether it reached the intranet listener (`InnerDownloadUrl`'s host)
+    /// rather than the public one.
+    pub intranet: bool,
 }
 
 /// A snapshot of the statistics of one key.
@@ -44,6 +47,11 @@ impl ObjectStats {
         self.records.iter().map(|r| r.range.clone()).collect()
     }
 
+    /// How many recorded requests reached the intranet listener.
+    pub fn intranet_requests(&self) -> usize {
+        self.records.iter().filter(|r| r.intranet).count()
+    }
+
     /// How many recorded requests were answered with `status`.
     pub fn count_status(&self, status: u16) -> usize {
         self.records.iter().filter(|r| r.status == status).count()
@@ -55,6 +63,7 @@ impl ObjectStats {
 pub(crate) struct LiveRecord {
     method: String,
     range: Option<String>,
+    intranet: bool,
     status: AtomicU16,
     bytes: AtomicU64,
     key: Arc<KeyStats>,
@@ -89,11 +98,17 @@ impl KeyStats {
     }
 
     /// Start recording a request.
-    pub(crate) fn begin(self: &Arc<Self>, method: &str, range: Option<&str>) -> Arc<LiveRecord> {
+    pub(crate) fn begin(
+        self: &Arc<Self>,
+        method: &str,
+        range: Option<&str>,
+        intranet: bool,
+    ) -> Arc<LiveRecord> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let record = Arc::new(LiveRecord {
             method: method.to_string(),
             range: range.map(str::to_string),
+            intranet,
             status: AtomicU16::new(0),
             bytes: AtomicU64::new(0),
             key: Arc::clone(self),
@@ -116,6 +131,7 @@ impl KeyStats {
                 method: r.method.clone(),
                 range: r.range.clone(),
                 status: r.status.load(Ordering::Relaxed),
+                intranet: r.intranet,
                 bytes_sent: r.bytes.load(Ordering::Relaxed),
             })
             .collect();
@@ -135,8 +151,8 @@ mod tests {
     #[test]
     fn records_follow_live_counters() {
         let key = Arc::new(KeyStats::default());
-        let a = key.begin("GET", Some("bytes=0-9"));
-        let b = key.begin("HEAD", None);
+        let a = key.begin("GET", Some("bytes=0-9"), false);
+        let b = key.begin("HEAD", None, true);
         a.set_status(206);
         a.add_bytes(4);
         a.add_bytes(6);
@@ -148,5 +164,7 @@ mod tests {
         assert_eq!(snap.ranges(), vec![Some("bytes=0-9".to_string()), None]);
         assert_eq!(snap.records[0].bytes_sent, 10);
         assert_eq!(snap.count_status(200), 1);
+        assert_eq!(snap.intranet_requests(), 1);
+        assert!(snap.records[1].intranet);
     }
 }

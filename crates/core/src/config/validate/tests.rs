@@ -687,3 +687,81 @@ fn the_api_site_is_china_by_default_intl_when_asked_and_nothing_else() {
     assert!(not_text[0].contains(":11:"), "{not_text:#?}");
     assert!(not_text[0].contains("site"), "{not_text:#?}");
 }
+
+#[test]
+fn network_is_public_by_default_set_in_transfer_and_overridden_per_instance() {
+    let config = load(MINIMAL).unwrap();
+    assert_eq!(config.transfer.network, Network::Public);
+    assert_eq!(config.instances[0].network, Network::Public);
+
+    let text = r#"
+download_dir = "/var/lib/tcbackup"
+
+[transfer]
+network = "intranet"
+
+[retention]
+keep_last = 7
+
+[[redis]]
+instance_id = "crs-4y9t57vt"
+region = "ap-guangzhou"
+
+[[redis]]
+instance_id = "crs-11111111"
+region = "ap-guangzhou"
+network = "public"
+
+[[postgres]]
+instance_id = "postgres-oamgybor"
+region = "ap-guangzhou"
+"#;
+    let config = load(text).unwrap();
+    assert_eq!(config.transfer.network, Network::Intranet);
+    let networks: Vec<(&str, Network)> = config
+        .instances
+        .iter()
+        .map(|i| (i.instance_id.as_str(), i.network))
+        .collect();
+    assert_eq!(
+        networks,
+        [
+            ("crs-4y9t57vt", Network::Intranet),
+            ("crs-11111111", Network::Public),
+            ("postgres-oamgybor", Network::Intranet),
+        ]
+    );
+    let own = MINIMAL.to_string() + "network = \"intranet\"\n";
+    assert_eq!(load(&own).unwrap().instances[0].network, Network::Intranet);
+}
+
+#[test]
+fn a_bad_network_names_the_key_its_line_and_both_values() {
+    let in_transfer = MINIMAL.to_string() + "[transfer]\nnetwork = \"private\"\n";
+    let found = problems(&in_transfer);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].contains(
+            ":11: `network` in [transfer] \"private\" is not a network; write \"public\""
+        ),
+        "{found:#?}"
+    );
+    assert!(found[0].contains("\"intranet\""), "{found:#?}");
+    let per_instance = MINIMAL.to_string() + "network = \"Intranet\"\n";
+    let found = problems(&per_instance);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].contains(":10: `network` in [[redis]] \"Intranet\" is not a network"),
+        "{found:#?}"
+    );
+    let not_text = problems(&(MINIMAL.to_string() + "network = true\n"));
+    assert!(
+        not_text[0].contains(":10: `network` in [[redis]] must be a string"),
+        "{not_text:#?}"
+    );
+    let typo = problems(&(MINIMAL.to_string() + "[transfer]\nnetwrok = \"intranet\"\n"));
+    assert!(
+        typo[0].contains("unknown key `netwrok` in [transfer] (did you mean `network`?)"),
+        "{typo:#?}"
+    );
+}
