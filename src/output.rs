@@ -13,7 +13,7 @@ pub fn line(args: fmt::Arguments<'_>) {
         .and_then(|()| stdout.write_all(b"\n"))
     {
         if error.kind() == io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+            std::process::exit(i32::from(tcbackup_core::exit::Exit::Ok.code()));
         }
         // Any other stdout failure (a full disk behind a redirect) is worth
         // saying, once, on stderr; the command's exit code still stands.

@@ -431,21 +431,6 @@ pub async fn download_url(
     Ok(answer.backup_download_url)
 }
 
-/// The account's download policy in `region`.
-pub async fn download_restriction(
-    client: &ApiClient,
-    region: Option<&str>,
-) -> Result<DescribeBackupDownloadRestrictionResponse, ApiError> {
-    client
-        .call(
-            Service::Postgres,
-            "DescribeBackupDownloadRestriction",
-            region,
-            &serde_json::Map::new(),
-        )
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -437,21 +437,6 @@ pub async fn backup_detail(
         .await
 }
 
-/// The account's download policy in `region`.
-pub async fn download_restriction(
-    client: &ApiClient,
-    region: Option<&str>,
-) -> Result<DescribeBackupDownloadRestrictionResponse, ApiError> {
-    client
-        .call(
-            Service::Redis,
-            "DescribeBackupDownloadRestriction",
-            region,
-            &serde_json::Map::new(),
-        )
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

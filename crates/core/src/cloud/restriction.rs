@@ -99,23 +99,26 @@ impl fmt::Display for DownloadPolicy {
     }
 }
 
-/// The account's download policy of `service` in `region`.
+/// The account's download policy of `service` in `region`: the same
+/// action, with an empty request, on both services; only the answer differs.
 pub async fn download_policy(
     client: &ApiClient,
     service: Service,
     region: Option<&str>,
 ) -> Result<DownloadPolicy, ApiError> {
+    const ACTION: &str = "DescribeBackupDownloadRestriction";
+    let empty = serde_json::Map::new();
     Ok(match service {
-        Service::Redis => DownloadPolicy::from_redis(
-            &redis::download_restriction(client, region)
-                .await?
-                .limit_type,
-        ),
-        Service::Postgres => DownloadPolicy::from_postgres(
-            &postgres::download_restriction(client, region)
-                .await?
-                .restriction_type,
-        ),
+        Service::Redis => {
+            let answer: redis::DescribeBackupDownloadRestrictionResponse =
+                client.call(service, ACTION, region, &empty).await?;
+            DownloadPolicy::from_redis(&answer.limit_type)
+        }
+        Service::Postgres => {
+            let answer: postgres::DescribeBackupDownloadRestrictionResponse =
+                client.call(service, ACTION, region, &empty).await?;
+            DownloadPolicy::from_postgres(&answer.restriction_type)
+        }
     })
 }
 
