@@ -1,10 +1,11 @@
 //! Re-checking a published set against its manifest (`tcbackup verify`):
-//! each file's size and SHA-256, streamed with a fixed buffer, and for an
+//! each file's size and SHA-256, streamed with a fixed buffer (never through
+//! a symbolic link put in a file's place), and for an
 //! encrypted set its decryption key file: present, a regular file, not
 //! empty, and readable by the owner only.
 
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
@@ -225,7 +226,8 @@ fn check_file(path: &std::path::Path, expected_size: u64, expected_sha256: &str)
     let unreadable = |err: io::Error| FileOutcome::Unreadable {
         error: err.to_string(),
     };
-    let mut file = match File::open(path) {
+    // A link put in place of a published file is not what was published.
+    let mut file = match crate::private_files::open_read(path) {
         Ok(file) => file,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return FileOutcome::Missing,
         Err(err) => return unreadable(err),

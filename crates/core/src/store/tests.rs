@@ -362,6 +362,28 @@ fn verify_catches_a_flipped_byte_a_truncated_file_and_a_missing_one() {
     assert_eq!(report.extra_files, ["extra.txt"]);
 }
 
+/// A published file swapped for a link to an identical copy elsewhere is not
+/// the file tcbackup wrote: verify refuses to follow it.
+#[test]
+fn verify_never_follows_a_link_in_place_of_a_published_file() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = store_in(temp.path());
+    let set = store
+        .publish(&prepared(&store, "b1", &[("a.rdb", b"payload")]))
+        .unwrap();
+    let elsewhere = temp.path().join("copy.rdb");
+    std::fs::write(&elsewhere, b"payload").unwrap();
+    std::fs::remove_file(set.dir.join("a.rdb")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, set.dir.join("a.rdb")).unwrap();
+    let report = store.verify_set(&set).unwrap();
+    assert!(!report.is_ok(), "{report:?}");
+    assert!(
+        matches!(&report.files[0].outcome, FileOutcome::Unreadable { error } if error.contains("is a symbolic link")),
+        "{:?}",
+        report.files[0].outcome
+    );
+}
+
 #[test]
 fn set_directories_sort_by_start_time_in_ls_order() {
     let temp = tempfile::tempdir().unwrap();
