@@ -341,6 +341,7 @@ fn remote(kind: BackupKind, files: Vec<RemoteFile>) -> RemoteBackup {
         status: "2".into(),
         files,
         encrypted: false,
+        meta: Default::default(),
     }
 }
 
