@@ -34,7 +34,7 @@ use tcbackup_signing::clock::Clock;
 mod report;
 mod urls;
 
-pub use report::{CycleReport, Failure, InstanceReport, Published, SetError};
+pub use report::{CycleReport, Failure, InstanceReport, Published, SetError, Skipped};
 use urls::{FileUrl, SetUrls};
 
 /// Everything a cycle needs; built once per process (or per reload).
@@ -177,11 +177,20 @@ impl SyncContext {
                 return (report, None);
             }
         };
-        let finished: Vec<&RemoteBackup> = listed
+        let mut finished: Vec<&RemoteBackup> = listed
             .iter()
             .filter(|b| b.finished && instance.kinds.contains(&b.kind))
             .collect();
         report.listed = finished.len();
+        // Backups tcbackup cannot fetch are listed, not fetched, and do not
+        // fail the cycle; retention never sees them.
+        finished.retain(|b| match b.meta.unfetchable() {
+            Some(reason) => {
+                report.skip(b, reason);
+                false
+            }
+            None => true,
+        });
 
         let local = match self
             .blocking({
