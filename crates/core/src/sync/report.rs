@@ -379,6 +379,39 @@ mod tests {
     }
 
     #[test]
+    fn a_skipped_backup_is_recorded_with_its_reason_and_is_no_failure() {
+        let backup = RemoteBackup {
+            instance_id: "postgres-b".into(),
+            region: "ap-guangzhou".into(),
+            backup_id: "snap-1".into(),
+            kind: BackupKind::PgBase,
+            start: DateTime::from_timestamp(1_700_000_000, 0).expect("valid"),
+            finish: None,
+            expire: None,
+            finished: true,
+            status: "finished".into(),
+            files: Vec::new(),
+            encrypted: false,
+            meta: Default::default(),
+        };
+        let mut b = InstanceReport::new("postgres-b", Service::Postgres);
+        b.skip(
+            &backup,
+            "backup method \"snapshot\" is not one tcbackup can fetch".into(),
+        );
+        assert!(b.ok());
+        assert_eq!(
+            b.skipped,
+            [Skipped {
+                kind: BackupKind::PgBase,
+                backup_id: "snap-1".into(),
+                reason: "backup method \"snapshot\" is not one tcbackup can fetch".into(),
+            }]
+        );
+        assert_eq!(cycle(vec![b], false).exit(), Exit::Ok);
+    }
+
+    #[test]
     fn the_summary_counts_over_every_instance() {
         let mut a = InstanceReport::new("crs-a", Service::Redis);
         a.published.push(published("b1", 1024));
