@@ -5,7 +5,8 @@
 # those it checks the decryption key file instead: mode 0600 and not empty,
 # or no key_file in the manifest for a key the API did not give out), every
 # PostgreSQL archive with `tar -tzf` (or `zstd -t` and `tar --zstd -tf`),
-# and that a second run downloads nothing.
+# that a manual backup is marked and the snapshot backup skipped, and that
+# a second run downloads nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
@@ -71,6 +72,13 @@ for f in "${zsts[@]}"; do
   tar --zstd -tf "$f" > /dev/null || { echo "not a valid .tar.zst: $f" >&2; exit 1; }
 done
 echo "tar --zstd: ${#zsts[@]} PostgreSQL .tar.zst archives OK"
+
+# A manual backup is marked as such, and the snapshot base backup is
+# listed as skipped with its reason, with nothing on disk for it.
+grep -q "\[manual: " demo.log || { cat demo.log; echo "the demo did not mark a manual backup" >&2; exit 1; }
+grep -q 'skipped: backup method "snapshot"' demo.log || { cat demo.log; echo "the demo did not say it skipped the snapshot backup" >&2; exit 1; }
+[ ! -e tcbackup-demo/postgres-snap9x2q ] || [ -z "$(ls -A tcbackup-demo/postgres-snap9x2q)" ] || { echo "the demo wrote something for the snapshot backup" >&2; exit 1; }
+echo "manual backup marked, snapshot backup skipped"
 
 "$bin" demo > demo2.log 2>&1
 grep -q "^0 set(s) published" demo2.log || { cat demo2.log; echo "a second demo run downloaded again" >&2; exit 1; }

@@ -125,7 +125,13 @@ pub async fn run(dir: &Path) -> anyhow::Result<Exit> {
             .list_sets(&instance.instance_id)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         for set in &listing.sets {
-            crate::outln!("  {}/", set.dir.display());
+            let meta = &set.manifest.meta;
+            let marker = match (meta.is_manual(), &meta.remark) {
+                (true, Some(remark)) => format!("  [manual: {remark}]"),
+                (true, None) => "  [manual]".to_string(),
+                (false, _) => String::new(),
+            };
+            crate::outln!("  {}/{marker}", set.dir.display());
             for file in &set.manifest.files {
                 let crc = if file.crc64_checked_against_cos {
                     "crc64 matched COS"

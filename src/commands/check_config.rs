@@ -42,7 +42,7 @@ pub async fn check_config(config: Config) -> Exit {
             )
             .await
         {
-            Ok(()) => crate::outln!(
+            Ok(_) => crate::outln!(
                 "{} {} in {}: found",
                 instance.service,
                 instance.instance_id,

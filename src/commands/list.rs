@@ -7,7 +7,7 @@ use crate::context;
 use serde::Serialize;
 use tcbackup_core::config::Config;
 use tcbackup_core::exit::Exit;
-use tcbackup_core::model::{BackupKind, RemoteBackup};
+use tcbackup_core::model::{BackupKind, BackupMeta, RemoteBackup};
 use tcbackup_core::store::{LocalSet, Store};
 
 use tcbackup_core::progress::{Progress, ProgressMode};
@@ -32,6 +32,16 @@ struct ListRow {
     /// For a local encrypted set: whether its key file was published with
     /// it (never the key itself). `None` when there is no such set.
     local_key_held: Option<bool>,
+    /// The API (or the local manifest) says a user started this backup.
+    manual: bool,
+    /// Why tcbackup does not fetch this backup (an unknown backup method
+    /// or file type); absent for backups it fetches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_fetched: Option<String>,
+    /// What the API said about the backup (the listing's, or else the
+    /// local manifest's): mode, remark, instance name, versions, file
+    /// type, backup method.
+    meta: BackupMeta,
 }
 
 impl ListRow {
@@ -44,6 +54,12 @@ impl ListRow {
                 l.manifest.start,
                 l.manifest.finish,
             ),
+            (None, None) => unreachable!("a row has a remote backup, a local set, or both"),
+        };
+        let meta = match (remote, local) {
+            (Some(r), _) if !r.meta.is_empty() => &r.meta,
+            (_, Some(l)) => &l.manifest.meta,
+            (Some(r), None) => &r.meta,
             (None, None) => unreachable!("a row has a remote backup, a local set, or both"),
         };
         Self {
@@ -61,6 +77,9 @@ impl ListRow {
             local_key_held: local
                 .and_then(|l| l.manifest.encryption.as_ref())
                 .map(|e| e.key_file.is_some()),
+            manual: meta.is_manual(),
+            not_fetched: remote.and_then(|r| r.meta.unfetchable()),
+            meta: meta.clone(),
         }
     }
 }
@@ -138,6 +157,7 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> Exit {
         );
         for row in &rows {
             let remote = match (&row.remote_status, row.remote_finished) {
+                _ if row.not_fetched.is_some() => "not fetched".to_string(),
                 (Some(_), Some(true)) => "finished".to_string(),
                 (Some(s), _) => format!("busy ({s})"),
                 (None, _) => "-".to_string(),
@@ -153,6 +173,12 @@ pub async fn list(config: Config, json: bool, local_only: bool) -> Exit {
                 (true, Some(true)) => local.push_str(" [encrypted, key kept]"),
                 (true, Some(false)) => local.push_str(" [encrypted, NO key held]"),
                 (true, None) => local.push_str(" [encrypted]"),
+            }
+            if row.manual {
+                local.push_str(" [manual]");
+            }
+            if let Some(why) = &row.not_fetched {
+                local.push_str(&format!(" [{why}]"));
             }
             crate::outln!(
                 "{:<20} {:<5} {:<40} {:<25} {:<12} {}",

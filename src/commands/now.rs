@@ -95,6 +95,12 @@ pub fn print_summary(report: &CycleReport) {
                 None => eprintln!("  {}", failure.error),
             }
         }
+        for skipped in &instance.skipped {
+            eprintln!(
+                "  backup {} ({}): skipped: {}",
+                skipped.backup_id, skipped.kind, skipped.reason
+            );
+        }
         if let Some(why) = &instance.retention_skipped {
             eprintln!("  retention not applied: {why}");
         }

@@ -57,7 +57,7 @@ pub(super) async fn check_credentials(ctx: &SyncContext) -> Result<(), PrepareEr
             )
             .await;
         match checked {
-            Ok(()) => confirmed = true,
+            Ok(_) => confirmed = true,
             Err(error) if error.is_auth() => refused.push((instance, error)),
             Err(error) => tracing::warn!(
                 instance = %instance.instance_id,

@@ -131,7 +131,7 @@ fn misspelt_key_names_the_key_the_line_and_the_suggestion() {
     assert_eq!(
         lines,
         [format!(
-            "{}:{line}: unknown key `keep_lst` in [retention] (did you mean `keep_last`?); expected one of keep_last, keep_daily, keep_weekly, keep_monthly, keep_within",
+            "{}:{line}: unknown key `keep_lst` in [retention] (did you mean `keep_last`?); expected one of keep_last, keep_daily, keep_weekly, keep_monthly, keep_within, keep_manual",
             file.display()
         )]
     );

@@ -71,6 +71,7 @@ async fn works(emu: &Emulator, creds: CredentialProvider) -> Result<(), ApiError
     catalog(emu, creds, Arc::new(SystemClock))
         .check_instance(Service::Redis, REDIS, Some(REGION))
         .await
+        .map(drop)
 }
 
 async fn chain(config: &ChainConfig) -> Result<CredentialProvider, CredentialsError> {

@@ -41,6 +41,10 @@ REDIS_INSTANCE = "crs-4y9t57vt"
 ENCRYPTED_INSTANCE = "crs-enc8q2vd"
 KMS_KEY_ID = "kms-3f7c1a9e-emulated"
 PG_INSTANCE = "postgres-oamgybor"
+# The sample PostgreSQL instance whose one base backup is a `snapshot`.
+PG_SNAPSHOT_INSTANCE = "postgres-snap9x2q"
+# The remark of the one manual sample Redis backup (the second newest).
+MANUAL_REMARK = "before the 6.2 to 7.0 upgrade"
 TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 
 
@@ -128,6 +132,35 @@ class RedisSdk(unittest.TestCase):
         with_running = self.backups(Status=[1, 2])
         self.assertEqual(with_running.TotalCount, 5)
         self.assertEqual(with_running.BackupSet[0].Status, 1)
+
+    def test_listing_says_manual_or_automatic_with_the_remark_and_file_type(self):
+        resp = self.backups()
+        types = [b.BackupType for b in resp.BackupSet]
+        # "0" manual, "1" automatic (RedisBackupSet, not DescribeBackupDetail).
+        self.assertEqual(types, ["1", "0", "1", "1"])
+        manual = resp.BackupSet[1]
+        self.assertEqual(manual.Remark, MANUAL_REMARK)
+        for b in resp.BackupSet:
+            self.assertEqual(b.FileType, "RDB-Redis 6.2")
+            self.assertEqual(b.InstanceName, REDIS_INSTANCE + "-name")
+            # BackupSize is internal: a number, but not the files' sum.
+            self.assertIsInstance(b.BackupSize, int)
+        self.assertEqual(resp.BackupSet[0].Remark, "")
+
+    def test_backup_size_is_not_the_sum_of_the_files(self):
+        backup = self.backups().BackupSet[0]
+        req = redis_models.DescribeBackupUrlRequest()
+        req.InstanceId = REDIS_INSTANCE
+        req.BackupId = backup.BackupId
+        infos = redis().DescribeBackupUrl(req).BackupInfos
+        self.assertNotEqual(backup.BackupSize, sum(i.FileSize for i in infos))
+
+    def test_instance_name_and_version(self):
+        req = redis_models.DescribeInstancesRequest()
+        req.InstanceId = REDIS_INSTANCE
+        inst = redis().DescribeInstances(req).InstanceSet[0]
+        self.assertEqual(inst.InstanceName, REDIS_INSTANCE + "-name")
+        self.assertEqual(inst.CurrentRedisVersion, "6.2")
 
     def test_paging_keeps_the_total(self):
         resp = self.backups(Limit=2, Offset=2)
@@ -299,6 +332,36 @@ class PostgresSdk(unittest.TestCase):
             self.assertTrue(b.Name.endswith((".tar.gz", ".tar.zst")), b.Name)
             self.assertGreater(b.Size, 0)
             self.assertRegex(b.StartTime, TIME)
+
+    def test_base_backups_say_method_and_mode(self):
+        resp = self.base_backups()
+        for b in resp.BaseBackupSet:
+            self.assertEqual(b.BackupMethod, "physical")
+            if b.BackupMode == "manual":
+                self.assertTrue(b.Name.startswith("manual-"), b.Name)
+            else:
+                self.assertEqual(b.BackupMode, "automatic")
+        modes = [b.BackupMode for b in resp.BaseBackupSet]
+        self.assertEqual(modes.count("manual"), 1)
+
+    def test_a_snapshot_base_backup_is_listed(self):
+        req = pg_models.DescribeBaseBackupsRequest()
+        req.Filters = [pg_filter("db-instance-id", PG_SNAPSHOT_INSTANCE)]
+        resp = postgres().DescribeBaseBackups(req)
+        self.assertEqual(resp.TotalCount, 1)
+        snap = resp.BaseBackupSet[0]
+        self.assertEqual(snap.BackupMethod, "snapshot")
+        self.assertEqual(snap.BackupMode, "automatic")
+        self.assertEqual(snap.State, "finished")
+
+    def test_instance_name_and_versions(self):
+        req = pg_models.DescribeDBInstancesRequest()
+        req.Filters = [pg_filter("db-instance-id", PG_INSTANCE)]
+        inst = postgres().DescribeDBInstances(req).DBInstanceSet[0]
+        self.assertEqual(inst.DBInstanceName, PG_INSTANCE + "-name")
+        self.assertEqual(inst.DBVersion, "16.2")
+        self.assertEqual(inst.DBMajorVersion, "16")
+        self.assertEqual(inst.DBKernelVersion, "v16.2_r1.5")
 
     def test_log_backups_default_paging(self):
         req = pg_models.DescribeLogBackupsRequest()

@@ -13,6 +13,7 @@ pub mod config;
 pub mod duration;
 pub mod encryption;
 pub mod exit;
+pub mod meta;
 pub mod model;
 pub mod private_files;
 pub mod progress;

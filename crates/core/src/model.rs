@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use tcbackup_signing::secret::SignedUrl;
 
+pub use crate::meta::{BackupMeta, BackupMode, InstanceMeta};
 pub use tcbackup_signing::service::Service;
 
 /// What kind of backup a set is. Retention runs separately per kind.
@@ -127,6 +128,9 @@ pub struct RemoteBackup {
     /// `Encrypted`; always false for PostgreSQL). The sync cycle then asks
     /// `DescribeBackupDetail` for the key at fetch time.
     pub encrypted: bool,
+    /// What the API says about the set beyond its files (manual or
+    /// automatic, remark, instance name and version, file type, method).
+    pub meta: BackupMeta,
 }
 
 /// A file with a fresh presigned download URL.

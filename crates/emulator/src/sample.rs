@@ -2,7 +2,10 @@
 //! the last days plus one in progress, every shard a real RDB file; and a
 //! PostgreSQL instance with finished base backups (real `.tar.gz` archives,
 //! one `.tar.zst`),
-//! log backups and one running base backup; and a standalone Redis instance
+//! log backups and one running base backup (one Redis backup and one base
+//! backup were started by a user); a second PostgreSQL instance whose one
+//! base backup is a `snapshot`, which tcbackup cannot fetch; and a
+//! standalone Redis instance
 //! whose two backups are encrypted (ciphertext-like files, one with its
 //! `DecryptKey`, one whose key the API does not give out, as with KMS).
 //! Contents are deterministic; times are relative to the emulator clock.
@@ -38,6 +41,15 @@ pub const SAMPLE_REDIS_SHARDS: u32 = 3;
 /// file per backup). Kept apart from [`SAMPLE_REDIS_INSTANCE`] so that
 /// what is said about that one (four finished RDB backups) stays true.
 pub const SAMPLE_REDIS_ENCRYPTED_INSTANCE: &str = "crs-enc8q2vd";
+/// The sample PostgreSQL instance whose one base backup is a `snapshot`.
+pub const SAMPLE_PG_SNAPSHOT_INSTANCE: &str = "postgres-snap9x2q";
+/// `Remark` of the sample manual Redis backup.
+pub const SAMPLE_MANUAL_REMARK: &str = "before the 6.2 to 7.0 upgrade";
+/// Which of the finished sample Redis backups (0 the newest) is manual.
+const REDIS_MANUAL_INDEX: usize = 1;
+/// Which of the finished sample base backups (0 the newest) is manual.
+const PG_MANUAL_INDEX: usize = 2;
+
 /// `KmsKeyId` of the sample encrypted backup whose key the API withholds.
 pub const SAMPLE_KMS_KEY_ID: &str = "kms-3f7c1a9e-emulated";
 
@@ -52,10 +64,21 @@ pub struct SampleInfo {
     pub redis_finished: Vec<String>,
     /// The Redis backup still in progress.
     pub redis_in_progress: String,
+    /// The finished Redis backup a user started (`BackupType` `"0"`, with
+    /// [`SAMPLE_MANUAL_REMARK`]); one of `redis_finished`.
+    pub redis_manual: String,
     /// The PostgreSQL instance.
     pub pg_instance_id: String,
     /// Finished base backups, newest first.
     pub pg_base_finished: Vec<String>,
+    /// The finished base backup a user started (`BackupMode` `manual`);
+    /// one of `pg_base_finished`.
+    pub pg_base_manual: String,
+    /// The PostgreSQL instance whose one backup is a `snapshot`.
+    pub pg_snapshot_instance_id: String,
+    /// Its finished base backup with `BackupMethod` `snapshot`, which
+    /// tcbackup lists but cannot fetch.
+    pub pg_base_snapshot: String,
     /// The running base backup.
     pub pg_base_running: String,
     /// Finished log backups, newest first.
@@ -354,9 +377,10 @@ pub fn load(state: &EmulatorState) -> Result<SampleInfo, StateError> {
     )?;
     let mut redis_finished = Vec::new();
     for (k, start) in (0u64..).zip(&times.redis_finished) {
-        redis_finished.push(redis_backup(state, 5_832_225 + k, *start, false)?);
+        let remark = (redis_finished.len() == REDIS_MANUAL_INDEX).then_some(SAMPLE_MANUAL_REMARK);
+        redis_finished.push(redis_backup(state, 5_832_225 + k, *start, false, remark)?);
     }
-    let redis_in_progress = redis_backup(state, 5_832_300, times.redis_in_progress, true)?;
+    let redis_in_progress = redis_backup(state, 5_832_300, times.redis_in_progress, true, None)?;
 
     // ---- PostgreSQL: 4 finished daily base backups, one running, and
     // log backups every 6 hours around them.
@@ -372,18 +396,26 @@ pub fn load(state: &EmulatorState) -> Result<SampleInfo, StateError> {
             (sample_base_backup(100 + k, start), "tar.gz")
         };
         let body = body.map_err(io_to_state(&id))?;
+        let manual = pg_base_finished.len() == PG_MANUAL_INDEX;
+        let mode = if manual { "manual" } else { "automatic" };
+        let spec = PgBackupSpec::finished(
+            PgBackupKind::Base,
+            id.clone(),
+            start,
+            format!("{mode}-{}.{ext}", compact(start)),
+            ObjectBody::Bytes(Bytes::from(body)),
+        );
         state.add_pg_backup(
             SAMPLE_PG_INSTANCE,
-            PgBackupSpec::finished(
-                PgBackupKind::Base,
-                id.clone(),
-                start,
-                format!("automatic-{}.{ext}", compact(start)),
-                ObjectBody::Bytes(Bytes::from(body)),
-            ),
+            if manual { spec.manual() } else { spec },
         )?;
         pg_base_finished.push(id);
     }
+    let pg_base_manual = pg_base_finished
+        .get(PG_MANUAL_INDEX)
+        .cloned()
+        .unwrap_or_default();
+
     let running_start = times.pg_base_running;
     let pg_base_running = uuid_like(&mut ids);
     let body = sample_base_backup(199, running_start).map_err(io_to_state(&pg_base_running))?;
@@ -414,6 +446,28 @@ pub fn load(state: &EmulatorState) -> Result<SampleInfo, StateError> {
         pg_log_finished.push(id);
     }
 
+    // ---- PostgreSQL with a snapshot base backup (BackupPlan's newer
+    // method), which tcbackup lists but cannot fetch. Kept apart from the
+    // main instance so that what is said about that one stays true.
+    state.add_pg_instance(PgInstance::new(
+        SAMPLE_PG_SNAPSHOT_INSTANCE,
+        SAMPLE_REGION,
+        now,
+    ))?;
+    let pg_base_snapshot = uuid_like(&mut ids);
+    let snapshot_start = times.pg_base_finished[0];
+    state.add_pg_backup(
+        SAMPLE_PG_SNAPSHOT_INSTANCE,
+        PgBackupSpec::finished(
+            PgBackupKind::Base,
+            pg_base_snapshot.clone(),
+            snapshot_start,
+            format!("snapshot-{}.snap", compact(snapshot_start)),
+            ObjectBody::Bytes(Bytes::from_static(b"a disk snapshot, not an archive\n")),
+        )
+        .method("snapshot"),
+    )?;
+
     // ---- Redis with encryption on: two finished encrypted backups.
     state.add_redis_instance(RedisInstance::new(
         SAMPLE_REDIS_ENCRYPTED_INSTANCE,
@@ -443,9 +497,16 @@ pub fn load(state: &EmulatorState) -> Result<SampleInfo, StateError> {
     Ok(SampleInfo {
         region: SAMPLE_REGION.to_string(),
         redis_instance_id: SAMPLE_REDIS_INSTANCE.to_string(),
+        redis_manual: redis_finished
+            .get(REDIS_MANUAL_INDEX)
+            .cloned()
+            .unwrap_or_default(),
         redis_finished,
         redis_in_progress,
         pg_instance_id: SAMPLE_PG_INSTANCE.to_string(),
+        pg_base_manual,
+        pg_snapshot_instance_id: SAMPLE_PG_SNAPSHOT_INSTANCE.to_string(),
+        pg_base_snapshot,
         pg_base_finished,
         pg_base_running,
         pg_log_finished,
@@ -496,6 +557,7 @@ fn redis_backup(
     number: u64,
     start: DateTime<Utc>,
     in_progress: bool,
+    manual_remark: Option<&str>,
 ) -> Result<String, StateError> {
     let id = format!("165706342-{number}-{}", start.timestamp());
     let mut spec = if in_progress {
@@ -503,6 +565,9 @@ fn redis_backup(
     } else {
         RedisBackupSpec::finished(id.clone(), start)
     };
+    if let Some(remark) = manual_remark {
+        spec = spec.manual(remark);
+    }
     for shard in 1..=SAMPLE_REDIS_SHARDS {
         let body = sample_rdb(number * 16 + u64::from(shard), start.timestamp(), shard);
         spec = spec.file(
@@ -689,6 +754,30 @@ mod tests {
             .collect();
         bases.sort_by(|a, b| b.cmp(a));
         assert_eq!(bases, times.pg_base_finished);
+        // One manual backup of each service, and one snapshot base backup.
+        let all_bases = state
+            .pg_backups(SAMPLE_PG_INSTANCE, PgBackupKind::Base)
+            .expect("instance");
+        let manual: Vec<_> = all_bases.iter().filter(|b| b.mode == "manual").collect();
+        assert_eq!(manual.len(), 1);
+        assert_eq!(manual[0].id, info.pg_base_manual);
+        assert!(manual[0].file.name.starts_with("manual-"));
+        assert!(all_bases.iter().all(|b| b.method == "physical"));
+        let snapshot = state
+            .pg_backups(SAMPLE_PG_SNAPSHOT_INSTANCE, PgBackupKind::Base)
+            .expect("instance");
+        assert_eq!(snapshot.len(), 1);
+        assert_eq!(snapshot[0].id, info.pg_base_snapshot);
+        assert_eq!(snapshot[0].method, "snapshot");
+        assert!(snapshot[0].finish.is_some_and(|f| f < now));
+        let redis = state
+            .redis_backups(SAMPLE_REDIS_INSTANCE)
+            .expect("instance");
+        let manual: Vec<_> = redis.iter().filter(|b| b.backup_type == "0").collect();
+        assert_eq!(manual.len(), 1);
+        assert_eq!(manual[0].backup_id, info.redis_manual);
+        assert_eq!(manual[0].remark, SAMPLE_MANUAL_REMARK);
+        assert_eq!(info.redis_finished[1], info.redis_manual);
         let mut logs: Vec<_> = state
             .pg_backups(SAMPLE_PG_INSTANCE, PgBackupKind::Log)
             .expect("instance")

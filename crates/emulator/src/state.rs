@@ -221,6 +221,8 @@ pub struct RedisBackup {
     pub backup_type: String,
     /// Free text.
     pub remark: String,
+    /// `FileType`; `None` reads `RDB-Redis <engine version>`.
+    pub file_type: Option<String>,
     /// `Encrypted`.
     pub encrypted: bool,
     /// One file per shard.
@@ -267,6 +269,8 @@ pub struct RedisBackupSpec {
     pub backup_type: String,
     /// `Remark`.
     pub remark: String,
+    /// `FileType`; `None` reads `RDB-Redis <engine version>`.
+    pub file_type: Option<String>,
     /// One file per shard.
     pub files: Vec<FileSpec>,
     /// `Encrypted`, with `DecryptKey` and `KmsKeyId` (see
@@ -296,9 +300,23 @@ impl RedisBackupSpec {
             locked: false,
             backup_type: "1".to_string(),
             remark: String::new(),
+            file_type: None,
             files: Vec::new(),
             encryption: None,
         }
+    }
+
+    /// Make it a manual backup (`BackupType` `"0"`) with this `Remark`.
+    pub fn manual(mut self, remark: impl Into<String>) -> Self {
+        self.backup_type = "0".to_string();
+        self.remark = remark.into();
+        self
+    }
+
+    /// Give it this `FileType` (e.g. one that is not an RDB).
+    pub fn file_type(mut self, file_type: impl Into<String>) -> Self {
+        self.file_type = Some(file_type.into());
+        self
     }
 
     /// Mark it encrypted: `Encrypted` true in the listing and the detail,
@@ -460,6 +478,18 @@ impl PgBackupSpec {
             expire: start + Duration::days(7),
             file: FileSpec::new(name, body),
         }
+    }
+
+    /// Make it a manual backup (`BackupMode` `manual`).
+    pub fn manual(mut self) -> Self {
+        self.mode = "manual".to_string();
+        self
+    }
+
+    /// Give it this `BackupMethod` (e.g. `snapshot`).
+    pub fn method(mut self, method: impl Into<String>) -> Self {
+        self.method = method.into();
+        self
     }
 
     /// A backup still running (no finish time).
@@ -958,6 +988,7 @@ impl EmulatorState {
             locked: spec.locked,
             backup_type: spec.backup_type,
             remark: spec.remark,
+            file_type: spec.file_type,
             encrypted: spec.encryption.is_some(),
             files,
             decrypt_key: spec
@@ -1237,6 +1268,7 @@ mod tests {
             locked: false,
             backup_type: spec.backup_type,
             remark: String::new(),
+            file_type: None,
             encrypted: false,
             files: Vec::new(),
             decrypt_key: String::new(),

@@ -7,6 +7,7 @@ mod archives;
 mod commands;
 mod encrypted;
 mod leftovers;
+mod meta;
 mod modes;
 mod network;
 mod pull;

@@ -12,8 +12,10 @@ use crate::cloud::postgres::{self, PgBackup, PgBackupType};
 use crate::cloud::redis::{self, RedisBackupSet};
 use crate::cloud::restriction::{self, DownloadPolicy};
 use crate::encryption::Encryption;
+use crate::meta::non_empty;
 use crate::model::{
-    check_file_name, BackupKind, Network, RemoteBackup, RemoteFile, ResolvedFile, Service,
+    check_file_name, BackupKind, BackupMeta, BackupMode, InstanceMeta, Network, RemoteBackup,
+    RemoteFile, ResolvedFile, Service,
 };
 use tcbackup_signing::secret::SignedUrl;
 use tcbackup_signing::times::{ApiTimeZone, TimeError};
@@ -59,28 +61,40 @@ impl Catalog {
         &self.client
     }
 
-    /// Check that `instance_id` exists (and the credentials can see it).
-    /// An unknown instance is `ApiError::InstanceNotFound`.
+    /// Check that `instance_id` exists (and the credentials can see it),
+    /// and return what the instance listing says about it (name, engine
+    /// version), which each of its backups' metadata repeats. An unknown
+    /// instance is `ApiError::InstanceNotFound`.
     pub async fn check_instance(
         &self,
         service: Service,
         instance_id: &str,
         region: Option<&str>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<InstanceMeta, ApiError> {
         let found = match service {
             Service::Redis => redis::describe_instance(&self.client, region, instance_id)
                 .await
-                .map(|i| i.is_some()),
+                .map(|i| {
+                    i.map(|i| InstanceMeta {
+                        name: non_empty(&i.instance_name),
+                        redis_version: non_empty(&i.current_redis_version),
+                        ..InstanceMeta::default()
+                    })
+                }),
             Service::Postgres => postgres::describe_instance(&self.client, region, instance_id)
                 .await
-                .map(|i| i.is_some()),
+                .map(|i| {
+                    i.map(|i| InstanceMeta {
+                        name: non_empty(&i.db_instance_name),
+                        db_version: non_empty(&i.db_version),
+                        db_major_version: non_empty(&i.db_major_version),
+                        db_kernel_version: non_empty(&i.db_kernel_version),
+                        ..InstanceMeta::default()
+                    })
+                }),
         }
         .map_err(|e| not_found(e, service, instance_id, region))?;
-        if found {
-            Ok(())
-        } else {
-            Err(instance_not_found(service, instance_id, region))
-        }
+        found.ok_or_else(|| instance_not_found(service, instance_id, region))
     }
 
     /// Every backup of the instance in the window, finished or not (see
@@ -364,6 +378,13 @@ impl Catalog {
             },
             files: Vec::new(),
             encrypted: set.encrypted,
+            meta: BackupMeta {
+                mode: BackupMode::from_redis_backup_type(&set.backup_type),
+                remark: non_empty(&set.remark),
+                instance_name: non_empty(&set.instance_name),
+                file_type: non_empty(&set.file_type),
+                ..BackupMeta::default()
+            },
         })
     }
 
@@ -399,6 +420,11 @@ impl Catalog {
             status: backup.state.clone(),
             files,
             encrypted: false,
+            meta: BackupMeta {
+                mode: BackupMode::from_pg_backup_mode(&backup.backup_mode),
+                backup_method: non_empty(&backup.backup_method),
+                ..BackupMeta::default()
+            },
         })
     }
 }

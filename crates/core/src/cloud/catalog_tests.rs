@@ -341,6 +341,7 @@ fn remote(kind: BackupKind, files: Vec<RemoteFile>) -> RemoteBackup {
         status: "2".into(),
         files,
         encrypted: false,
+        meta: Default::default(),
     }
 }
 
@@ -651,4 +652,98 @@ async fn download_policy_reads_both_services() {
         .expect("postgres");
     assert_eq!(pg.kind, crate::cloud::PolicyKind::Customized);
     assert_eq!(pg.value, "Customize");
+}
+
+/// The listing's metadata reaches `RemoteBackup::meta`: Redis `BackupType`
+/// (unknown values kept), `Remark`, `InstanceName`, `FileType`; PostgreSQL
+/// `BackupMethod` and `BackupMode`. `BackupSize` is not read (here it is
+/// neither the files' sum nor a plausible size). The instance check gives
+/// the name and the versions.
+#[tokio::test]
+async fn listings_and_instance_checks_carry_what_the_api_says() {
+    let now = at("2024-06-01T00:00:00Z");
+    let start = now - Span::days(1);
+    let mut manual = redis_item("r-manual", start, 2);
+    manual["BackupType"] = json!("0");
+    manual["Remark"] = json!("before the upgrade");
+    manual["InstanceName"] = json!("orders");
+    manual["BackupSize"] = json!(537);
+    let mut odd = redis_item("r-odd", start + Span::hours(1), 2);
+    odd["BackupType"] = json!("5");
+    odd["Remark"] = Value::Null;
+    odd["FileType"] = json!("AOF-Redis 7.0");
+    let mut bare = redis_item("r-bare", start + Span::hours(2), 2);
+    bare.as_object_mut().expect("object").remove("BackupType");
+    bare.as_object_mut().expect("object").remove("FileType");
+    let items = vec![manual, odd, bare];
+    let mut snapshot = pg_item("p-snap", start, "finished", 10);
+    snapshot["BackupMethod"] = json!("snapshot");
+    snapshot["BackupMode"] = json!("manual");
+    let bases = vec![snapshot];
+    let api = FakeApi::start(KEY, move |_, r| match r.header("x-tc-action") {
+        "DescribeInstanceBackups" => redis_page(&items, r),
+        "DescribeBaseBackups" => Reply::Ok(json!({"TotalCount": 1, "BaseBackupSet": bases})),
+        "DescribeInstances" => Reply::Ok(json!({"TotalCount": 1, "InstanceSet": [{
+            "InstanceId": "crs-1", "InstanceName": "orders", "Region": "ap-guangzhou",
+            "Status": 2, "CurrentRedisVersion": "6.2.14"}]})),
+        "DescribeDBInstances" => Reply::Ok(json!({"TotalCount": 1, "DBInstanceSet": [{
+            "DBInstanceId": "postgres-1", "DBInstanceName": "ledger", "Region": "ap-guangzhou",
+            "DBInstanceStatus": "running", "DBVersion": "16.2", "DBMajorVersion": "16",
+            "DBKernelVersion": "v16.2_r1.5"}]})),
+        other => panic!("unexpected {other}"),
+    })
+    .await;
+    let cat = catalog(&api.endpoint);
+    let redis = cat
+        .list_backups(Service::Redis, "crs-1", None, now - Span::days(2), now, &[])
+        .await
+        .expect("list");
+    let meta = |id: &str| &redis.iter().find(|b| b.backup_id == id).expect(id).meta;
+    let m = meta("r-manual");
+    assert!(m.is_manual());
+    assert_eq!(m.remark.as_deref(), Some("before the upgrade"));
+    assert_eq!(m.instance_name.as_deref(), Some("orders"));
+    assert_eq!(m.file_type.as_deref(), Some("RDB-Redis 6.2"));
+    assert_eq!(m.unfetchable(), None);
+    let o = meta("r-odd");
+    assert_eq!(o.mode, Some(BackupMode::Other("BackupType 5".into())));
+    assert_eq!(o.remark, None);
+    assert!(o.unfetchable().expect("not an RDB").contains("AOF"));
+    let b = meta("r-bare");
+    assert_eq!((b.mode.as_ref(), b.file_type.as_ref()), (None, None));
+    assert_eq!(b.unfetchable(), None);
+
+    let pg = cat
+        .list_backups(
+            Service::Postgres,
+            "postgres-1",
+            None,
+            now - Span::days(2),
+            now,
+            &[BackupKind::PgBase],
+        )
+        .await
+        .expect("list");
+    assert!(pg[0].meta.is_manual());
+    assert_eq!(pg[0].meta.backup_method.as_deref(), Some("snapshot"));
+    assert!(pg[0]
+        .meta
+        .unfetchable()
+        .expect("snapshot")
+        .contains("snapshot"));
+
+    let redis_instance = cat
+        .check_instance(Service::Redis, "crs-1", None)
+        .await
+        .expect("exists");
+    assert_eq!(redis_instance.name.as_deref(), Some("orders"));
+    assert_eq!(redis_instance.redis_version.as_deref(), Some("6.2.14"));
+    let pg_instance = cat
+        .check_instance(Service::Postgres, "postgres-1", None)
+        .await
+        .expect("exists");
+    assert_eq!(pg_instance.name.as_deref(), Some("ledger"));
+    assert_eq!(pg_instance.db_version.as_deref(), Some("16.2"));
+    assert_eq!(pg_instance.db_major_version.as_deref(), Some("16"));
+    assert_eq!(pg_instance.db_kernel_version.as_deref(), Some("v16.2_r1.5"));
 }

@@ -97,6 +97,23 @@ pub struct DbInstance {
         deserialize_with = "null_as_default"
     )]
     pub db_instance_status: String,
+    /// e.g. `16.2`.
+    #[serde(rename = "DBVersion", default, deserialize_with = "null_as_default")]
+    pub db_version: String,
+    /// e.g. `16`.
+    #[serde(
+        rename = "DBMajorVersion",
+        default,
+        deserialize_with = "null_as_default"
+    )]
+    pub db_major_version: String,
+    /// e.g. `v16.2_r1.5`.
+    #[serde(
+        rename = "DBKernelVersion",
+        default,
+        deserialize_with = "null_as_default"
+    )]
+    pub db_kernel_version: String,
 }
 
 /// `DescribeBaseBackups` / `DescribeLogBackups` request.

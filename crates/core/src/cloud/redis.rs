@@ -84,6 +84,9 @@ pub struct RedisInstance {
     /// `standalone` or `cluster`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub product_type: String,
+    /// The Redis version the instance runs (e.g. `6.2.6`).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub current_redis_version: String,
 }
 
 /// `DescribeInstanceBackups` request.
@@ -147,6 +150,17 @@ pub struct RedisBackupSet {
     /// Whether the backup is encrypted.
     #[serde(default, deserialize_with = "null_as_default")]
     pub encrypted: bool,
+    /// `"0"` manual, `"1"` automatic, `"2"` spec change (unknown values
+    /// are kept as given). `BackupSize` is not read: the API calls it
+    /// internal, and only each file's `FileSize` counts.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub backup_type: String,
+    /// The user's note.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub remark: String,
+    /// The instance's display name.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub instance_name: String,
 }
 
 impl RedisBackupSet {

@@ -89,6 +89,7 @@ pub(crate) struct RawRetention {
     pub keep_weekly: Option<Spanned<i64>>,
     pub keep_monthly: Option<Spanned<i64>>,
     pub keep_within: Option<Spanned<String>>,
+    pub keep_manual: Option<Spanned<bool>>,
 }
 
 /// `[schedule]`.
@@ -159,6 +160,7 @@ const RETENTION: Section = Section {
         ("keep_weekly", Shape::Int, "4"),
         ("keep_monthly", Shape::Int, "6"),
         ("keep_within", Shape::Str, "\"14d\""),
+        ("keep_manual", Shape::Bool, "true"),
     ],
 };
 

@@ -821,6 +821,10 @@ impl Validator<'_> {
             keep_weekly,
             keep_monthly,
             keep_within,
+            keep_manual: raw
+                .keep_manual
+                .as_ref()
+                .is_some_and(|value| *value.get_ref()),
             time_zone,
         })
     }

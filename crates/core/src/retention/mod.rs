@@ -15,6 +15,10 @@
 //!   - `keep_within D`: sets that started within D of the **newest set**
 //!     (not of now, as restic does: when backups stop arriving, the last good
 //!     ones do not age out).
+//! - `keep_manual`: sets the API says a user started (Redis `BackupType`
+//!   `"0"`, PostgreSQL `BackupMode` `manual`) are kept beside the rules
+//!   above, like restic's `--keep-tag`; they still count for the other
+//!   rules. As kept base backups they also keep the logs after them.
 //! - The newest set of each kind is never deleted ("newest"); a set that
 //!   starts after `now` (clock skew) is never deleted either.
 //! - PostgreSQL log backups follow the log rule alone: a log backup is kept
@@ -58,6 +62,8 @@ pub struct Policy {
     pub keep_monthly: Option<u32>,
     /// Keep sets that started within this long before the newest set.
     pub keep_within: Option<Duration>,
+    /// Keep every manual set (Redis sets and base backups).
+    pub keep_manual: bool,
     /// The zone in which days, weeks and months are counted.
     pub time_zone: FixedOffset,
 }
@@ -70,13 +76,15 @@ impl Default for Policy {
             keep_weekly: None,
             keep_monthly: None,
             keep_within: None,
+            keep_manual: false,
             time_zone: CHINA_STANDARD_TIME,
         }
     }
 }
 
 impl Policy {
-    /// Whether no rule would keep anything (all absent or zero).
+    /// Whether no rule would keep anything (all absent or zero;
+    /// `keep_manual` alone does not count, as it keeps nothing automatic).
     pub fn is_empty(&self) -> bool {
         let none = |count: Option<u32>| count.unwrap_or(0) == 0;
         none(self.keep_last)
@@ -103,6 +111,9 @@ impl fmt::Display for Policy {
         if let Some(within) = self.keep_within {
             rules.push(format!("keep_within {}", format_duration(within)));
         }
+        if self.keep_manual {
+            rules.push("keep_manual".to_string());
+        }
         if rules.is_empty() {
             rules.push("no keep rule".to_string());
         }
@@ -127,6 +138,8 @@ pub struct SetInfo {
     pub start: DateTime<Utc>,
     /// When it finished, if known.
     pub finish: Option<DateTime<Utc>>,
+    /// Whether the API says a user started it (`keep_manual`).
+    pub manual: bool,
 }
 
 /// A calendar rule, for reasons.
@@ -182,6 +195,8 @@ pub enum Reason {
     },
     /// Started within this window of the newest set (`keep_within`).
     Within(Duration),
+    /// A manual backup (`keep_manual`).
+    Manual,
     /// The oldest set, kept because a calendar rule has room left.
     Oldest {
         /// The rule with room.
@@ -229,6 +244,7 @@ impl fmt::Display for Reason {
             Reason::Weekly { year, week } => write!(f, "weekly {year}-W{week:02}"),
             Reason::Monthly { year, month } => write!(f, "monthly {year}-{month:02}"),
             Reason::Within(window) => write!(f, "within {} of newest", format_duration(*window)),
+            Reason::Manual => f.write_str("manual"),
             Reason::Oldest { rule, used, of } => {
                 write!(f, "oldest, {} has room ({used} of {of} used)", rule.name())
             }
@@ -446,6 +462,13 @@ fn keep_rules(group: &[&SetInfo], policy: &Policy, now: DateTime<Utc>) -> Vec<Ve
         for (index, set) in group.iter().enumerate() {
             if newest.start - set.start <= window {
                 reasons[index].push(Reason::Within(window.to_std().unwrap_or(Duration::MAX)));
+            }
+        }
+    }
+    if policy.keep_manual {
+        for (index, set) in group.iter().enumerate() {
+            if set.manual {
+                reasons[index].push(Reason::Manual);
             }
         }
     }

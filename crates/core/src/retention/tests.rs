@@ -16,6 +16,7 @@ fn set(id: &str, kind: BackupKind, start: &str) -> SetInfo {
         kind,
         start,
         finish: Some(start + TimeDelta::minutes(20)),
+        manual: false,
     }
 }
 
@@ -29,6 +30,7 @@ fn log(id: &str, start: &str, finish: &str) -> SetInfo {
         kind: BackupKind::PgLog,
         start: utc(start),
         finish: Some(utc(finish)),
+        manual: false,
     }
 }
 
@@ -546,4 +548,102 @@ fn policy_emptiness_and_display() {
         policy.to_string(),
         "keep_last 7, keep_within 2w (calendar in UTC+08:00)"
     );
+}
+
+fn manual(mut set: SetInfo) -> SetInfo {
+    set.manual = true;
+    set
+}
+
+#[test]
+fn keep_manual_keeps_manual_sets_beside_the_other_rules() {
+    let mut sets = week_of_sets();
+    // d2 and d4 were started by a user.
+    sets[1].manual = true;
+    sets[3].manual = true;
+    let without = Policy {
+        keep_last: Some(2),
+        ..Policy::default()
+    };
+    let plan_without = plan(&sets, &without, utc(NOW));
+    assert_eq!(kept(&plan_without), ["d7", "d6"]);
+    let with = Policy {
+        keep_manual: true,
+        ..without
+    };
+    let plan_with = plan(&sets, &with, utc(NOW));
+    assert_eq!(kept(&plan_with), ["d7", "d6", "d4", "d2"]);
+    assert_eq!(deleted(&plan_with), ["d5", "d3", "d1"]);
+    assert_eq!(reasons(&plan_with, "d4"), ["manual"]);
+    assert_eq!(reasons(&plan_with, "d2"), ["manual"]);
+    // A manual set among the last still counts for keep_last.
+    let mut newest_manual = week_of_sets();
+    newest_manual[5].manual = true;
+    let plan_newest = plan(&newest_manual, &with, utc(NOW));
+    assert_eq!(kept(&plan_newest), ["d7", "d6"]);
+    assert_eq!(reasons(&plan_newest, "d6"), ["keep_last 2 of 2", "manual"]);
+}
+
+#[test]
+fn a_kept_manual_base_keeps_the_logs_after_it() {
+    let policy = Policy {
+        keep_last: Some(1),
+        keep_manual: true,
+        ..Policy::default()
+    };
+    let sets = [
+        manual(set("b-old", BackupKind::PgBase, "2025-01-01 02:00")),
+        set("b-mid", BackupKind::PgBase, "2025-01-05 02:00"),
+        set("b-new", BackupKind::PgBase, "2025-01-10 02:00"),
+        log("l-before", "2024-12-31 00:00", "2024-12-31 23:00"),
+        log("l-after", "2025-01-02 00:00", "2025-01-02 23:00"),
+    ];
+    let plan = plan(&sets, &policy, utc(NOW));
+    assert_eq!(kept(&plan), ["b-new", "b-old", "l-after"]);
+    assert_eq!(deleted(&plan), ["b-mid", "l-before"]);
+    assert_eq!(reasons(&plan, "b-old"), ["manual"]);
+}
+
+#[test]
+fn keep_manual_makes_an_old_manual_backup_due() {
+    let existing = [redis("new", "2025-01-10 02:00")];
+    let old_manual = manual(redis("old-manual", "2025-01-01 02:00"));
+    let old_auto = redis("old-auto", "2025-01-01 03:00");
+    let keep_one = keep_one_policy();
+    assert!(!would_keep(&old_manual, &existing, &keep_one, utc(NOW)));
+    let with = Policy {
+        keep_manual: true,
+        ..keep_one
+    };
+    assert!(would_keep(&old_manual, &existing, &with, utc(NOW)));
+    assert!(!would_keep(&old_auto, &existing, &with, utc(NOW)));
+}
+
+#[test]
+fn keep_manual_shows_in_the_policy_and_the_dry_run_table() {
+    let policy = Policy {
+        keep_last: Some(1),
+        keep_manual: true,
+        ..Policy::default()
+    };
+    assert_eq!(
+        policy.to_string(),
+        "keep_last 1, keep_manual (calendar in UTC+08:00)"
+    );
+    assert!(Policy {
+        keep_manual: true,
+        ..Policy::default()
+    }
+    .is_empty());
+    let sets = [
+        manual(redis("2025-01-01T020000Z_redis_a", "2025-01-01 02:00")),
+        redis("2025-01-02T020000Z_redis_b", "2025-01-02 02:00"),
+    ];
+    let table = plan(&sets, &policy, utc(NOW)).to_string();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[2].starts_with("keep    redis  2025-01-01 10:00:00"),
+        "{table}"
+    );
+    assert!(lines[2].ends_with("  manual"), "{table}");
 }

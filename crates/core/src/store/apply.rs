@@ -162,6 +162,7 @@ mod tests {
                 finish: None,
                 files: vec![(path, record)],
                 encryption: None,
+                meta: Default::default(),
             })
             .unwrap()
             .dir_name

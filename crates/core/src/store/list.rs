@@ -33,6 +33,7 @@ impl LocalSet {
             kind: self.manifest.kind,
             start: self.manifest.start,
             finish: self.manifest.finish,
+            manual: self.manifest.meta.is_manual(),
         }
     }
 }

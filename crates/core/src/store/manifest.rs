@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::layout::{KEY_FILE, MANIFEST_FILE};
-use crate::model::{check_file_name, BackupKind, Service, UnsafeFileName};
+use crate::model::{check_file_name, BackupKind, BackupMeta, Service, UnsafeFileName};
 use crate::verify::archive::{ContentCheck, SKIPPED_UNKNOWN};
 
 /// The manifest format this version writes and reads.
@@ -54,6 +54,12 @@ pub struct Manifest {
     /// when `encrypted` is true. Never the key itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionRecord>,
+    /// What the API said about the set: manual or automatic, remark,
+    /// instance name, engine version, file type, backup method. Absent in
+    /// manifests written before tcbackup recorded it (and when the API
+    /// said none of it).
+    #[serde(default, skip_serializing_if = "BackupMeta::is_empty")]
+    pub meta: BackupMeta,
 }
 
 /// What the manifest of an encrypted set records about its encryption.
@@ -319,6 +325,7 @@ mod tests {
             }],
             encrypted: false,
             encryption: None,
+            meta: BackupMeta::default(),
         }
     }
 
@@ -445,6 +452,56 @@ mod tests {
         );
         let failed = ContentCheck::Archive(Err(ArchiveError::Empty));
         assert_eq!(ContentChecks::from_check(&failed, true), None);
+    }
+
+    #[test]
+    fn backup_metadata_is_optional_and_old_manifests_still_load() {
+        use crate::model::BackupMode;
+        // A manifest as tcbackup wrote it before it recorded metadata.
+        let old = r#"{
+  "format": 1,
+  "instance_id": "crs-4y9t57vt",
+  "service": "redis",
+  "kind": "redis",
+  "backup_id": "659b0b4d",
+  "region": "ap-guangzhou",
+  "start": "2024-12-31T15:59:59Z",
+  "finish": null,
+  "published_at": "2025-01-01T00:00:00Z",
+  "tcbackup_version": "0.1.0",
+  "files": [{"name": "a-1.rdb", "size": 3,
+    "sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+    "crc64": "18446744073709551615", "crc64_checked_against_cos": true}]
+}"#;
+        let read: Manifest = serde_json::from_str(old).unwrap();
+        read.check().unwrap();
+        assert!(read.meta.is_empty());
+        assert_eq!(read, sample());
+        assert!(!serde_json::to_string(&read).unwrap().contains("\"meta\""));
+
+        let mut manual = sample();
+        manual.meta = BackupMeta {
+            mode: Some(BackupMode::Manual),
+            remark: Some("before the upgrade".to_string()),
+            instance_name: Some("orders-cache".to_string()),
+            file_type: Some("RDB-Redis 6.2".to_string()),
+            redis_version: Some("6.2.6".to_string()),
+            ..BackupMeta::default()
+        };
+        let json = serde_json::to_string_pretty(&manual).unwrap();
+        assert!(json.contains("\"mode\": \"manual\""), "{json}");
+        assert!(
+            json.contains("\"remark\": \"before the upgrade\""),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"instance_name\": \"orders-cache\""),
+            "{json}"
+        );
+        assert!(!json.contains("backup_method"), "{json}");
+        let back: Manifest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, manual);
+        assert!(back.meta.is_manual());
     }
 
     #[test]

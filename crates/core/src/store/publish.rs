@@ -13,7 +13,7 @@ use super::layout::{set_dir_name, KEY_FILE, MANIFEST_FILE, STAGING_PREFIX};
 use super::manifest::{EncryptionRecord, FileRecord, Manifest, MANIFEST_FORMAT};
 use super::{check_instance_id, io_error, sync_dir, LocalSet, Store, StoreError};
 use crate::encryption::Encryption;
-use crate::model::{check_file_name, BackupKind};
+use crate::model::{check_file_name, BackupKind, BackupMeta};
 use crate::private_files::{replace_file, Durability, FileModes};
 
 /// A verified set ready to publish.
@@ -37,6 +37,8 @@ pub struct SetToPublish {
     /// How the files are encrypted, for an encrypted Redis backup; its key
     /// (when the API gave one) is written to [`KEY_FILE`] in the set.
     pub encryption: Option<Encryption>,
+    /// What the API said about the set, recorded in the manifest.
+    pub meta: BackupMeta,
 }
 
 /// Removes a staging directory from the in-process registry when dropped.
@@ -126,6 +128,7 @@ impl Store {
                 kms_key_id: Some(e.kms_key_id.clone()).filter(|id| !id.is_empty()),
                 key_file: e.key_held().then(|| KEY_FILE.to_string()),
             }),
+            meta: set.meta.clone(),
         };
         let mut moved: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(set.files.len());
         let staged = stage(set, self.modes, &staging_dir, &manifest, &mut moved).and_then(|()| {

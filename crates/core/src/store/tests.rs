@@ -54,6 +54,7 @@ fn prepared(store: &Store, backup_id: &str, files: &[(&str, &[u8])]) -> SetToPub
         finish: Some(Utc.with_ymd_and_hms(2024, 12, 31, 16, 5, 0).unwrap()),
         files,
         encryption: None,
+        meta: Default::default(),
     }
 }
 
@@ -536,6 +537,7 @@ fn list_all_spans_instances_and_reports_strays() {
                 record("base.tar.gz", b"tar"),
             )],
             encryption: None,
+            meta: Default::default(),
         })
         .unwrap();
     std::fs::write(temp.path().join("download/README"), b"?").unwrap();

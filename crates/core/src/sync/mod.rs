@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cloud::catalog::Catalog;
 use crate::cloud::error::ApiError;
 use crate::config::{Config, InstanceConfig};
-use crate::model::{BackupKind, RemoteBackup};
+use crate::model::{BackupKind, InstanceMeta, RemoteBackup};
 use crate::progress::Progress;
 use crate::retention::{self, SetInfo};
 use crate::store::{
@@ -34,7 +34,7 @@ use tcbackup_signing::clock::Clock;
 mod report;
 mod urls;
 
-pub use report::{CycleReport, Failure, InstanceReport, Published, SetError};
+pub use report::{CycleReport, Failure, InstanceReport, Published, SetError, Skipped};
 use urls::{FileUrl, SetUrls};
 
 /// Everything a cycle needs; built once per process (or per reload).
@@ -97,15 +97,40 @@ impl SyncContext {
     }
 
     /// Every backup of `instance` whose start lies in the lookback window
-    /// before `now`, finished or not, oldest first.
+    /// before `now`, finished or not, oldest first, each with what the
+    /// instance listing says about the instance (one call per instance).
+    /// An unknown instance is an error (a PostgreSQL listing of an instance
+    /// that does not exist is simply empty).
     pub async fn list_remote(
         &self,
         instance: &InstanceConfig,
         now: DateTime<Utc>,
     ) -> Result<Vec<RemoteBackup>, ApiError> {
+        let described = self.check_instance(instance).await?;
+        self.list_described(instance, &described, now).await
+    }
+
+    async fn check_instance(&self, instance: &InstanceConfig) -> Result<InstanceMeta, ApiError> {
+        self.catalog
+            .check_instance(
+                instance.service,
+                &instance.instance_id,
+                Some(&instance.region),
+            )
+            .await
+    }
+
+    /// [`SyncContext::list_remote`] for an instance already checked.
+    async fn list_described(
+        &self,
+        instance: &InstanceConfig,
+        described: &InstanceMeta,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RemoteBackup>, ApiError> {
         let lookback =
             chrono::Duration::from_std(self.config.lookback).unwrap_or(chrono::Duration::days(7));
-        self.catalog
+        let mut listed = self
+            .catalog
             .list_backups(
                 instance.service,
                 &instance.instance_id,
@@ -114,7 +139,11 @@ impl SyncContext {
                 now,
                 &instance.kinds,
             )
-            .await
+            .await?;
+        for backup in &mut listed {
+            backup.meta.add_instance(described);
+        }
+        Ok(listed)
     }
 
     /// Sync one instance: list, fetch what is due, publish, prune. Also
@@ -131,21 +160,16 @@ impl SyncContext {
         let mut report = InstanceReport::new(&instance.instance_id, instance.service);
         // An unknown instance must fail loudly: a PostgreSQL listing of an
         // instance that does not exist is simply empty.
-        if let Err(e) = self
-            .catalog
-            .check_instance(
-                instance.service,
-                &instance.instance_id,
-                Some(&instance.region),
-            )
-            .await
-        {
-            report.fail(None, e.into());
-            report.retention_skipped = Some("the instance could not be checked".into());
-            return (report, None);
-        }
+        let described = match self.check_instance(instance).await {
+            Ok(described) => described,
+            Err(e) => {
+                report.fail(None, e.into());
+                report.retention_skipped = Some("the instance could not be checked".into());
+                return (report, None);
+            }
+        };
         let now = self.clock.now();
-        let listed = match self.list_remote(instance, now).await {
+        let listed = match self.list_described(instance, &described, now).await {
             Ok(listed) => listed,
             Err(e) => {
                 report.fail(None, e.into());
@@ -153,11 +177,20 @@ impl SyncContext {
                 return (report, None);
             }
         };
-        let finished: Vec<&RemoteBackup> = listed
+        let mut finished: Vec<&RemoteBackup> = listed
             .iter()
             .filter(|b| b.finished && instance.kinds.contains(&b.kind))
             .collect();
         report.listed = finished.len();
+        // Backups tcbackup cannot fetch are listed, not fetched, and do not
+        // fail the cycle; retention never sees them.
+        finished.retain(|b| match b.meta.unfetchable() {
+            Some(reason) => {
+                report.skip(b, reason);
+                false
+            }
+            None => true,
+        });
 
         let local = match self
             .blocking({
@@ -187,6 +220,7 @@ impl SyncContext {
                 kind: b.kind,
                 start: b.start,
                 finish: b.finish,
+                manual: b.meta.is_manual(),
             })
             .collect();
         // Due in rounds: the first judges every candidate as if all would
@@ -501,6 +535,7 @@ impl SyncContext {
             finish: backup.finish,
             files: records,
             encryption: encryption.clone(),
+            meta: backup.meta.clone(),
         };
         let local: LocalSet = self
             .blocking({

@@ -105,6 +105,19 @@ pub struct Published {
     pub files: usize,
 }
 
+/// A finished backup that tcbackup lists but does not fetch, because it
+/// cannot fetch it (an unknown PostgreSQL backup method such as `snapshot`,
+/// a Redis file type that is not an RDB). Never a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Redis, PostgreSQL base or log.
+    pub kind: BackupKind,
+    /// The API's backup id.
+    pub backup_id: String,
+    /// Why it is not fetched.
+    pub reason: String,
+}
+
 /// A failure inside an instance: one set, or the instance as a whole.
 #[derive(Debug)]
 pub struct Failure {
@@ -131,6 +144,8 @@ pub struct InstanceReport {
     pub published: Vec<Published>,
     /// Sets (or the instance) that failed.
     pub failures: Vec<Failure>,
+    /// Finished backups listed but not fetched (never a failure).
+    pub skipped: Vec<Skipped>,
     /// Set directories deleted by retention.
     pub pruned: Vec<String>,
     /// Why retention did not run, when it did not.
@@ -151,6 +166,7 @@ impl InstanceReport {
             due: 0,
             published: Vec::new(),
             failures: Vec::new(),
+            skipped: Vec::new(),
             pruned: Vec::new(),
             retention_skipped: None,
             sets_on_disk: 0,
@@ -166,6 +182,15 @@ impl InstanceReport {
     /// Bytes published in this cycle.
     pub fn bytes(&self) -> u64 {
         self.published.iter().map(|p| p.bytes).sum()
+    }
+
+    pub(super) fn skip(&mut self, backup: &RemoteBackup, reason: String) {
+        tracing::warn!(instance = %self.instance_id, backup_id = %backup.backup_id, kind = %backup.kind, "skipped: {reason}");
+        self.skipped.push(Skipped {
+            kind: backup.kind,
+            backup_id: backup.backup_id.clone(),
+            reason,
+        });
     }
 
     pub(super) fn fail(&mut self, backup: Option<&RemoteBackup>, error: SetError) {
@@ -351,6 +376,39 @@ mod tests {
         a.failures.push(failure("b3", api("InternalError")));
         assert!(!a.ok());
         assert_eq!(cycle(vec![a], false).exit(), Exit::Failed);
+    }
+
+    #[test]
+    fn a_skipped_backup_is_recorded_with_its_reason_and_is_no_failure() {
+        let backup = RemoteBackup {
+            instance_id: "postgres-b".into(),
+            region: "ap-guangzhou".into(),
+            backup_id: "snap-1".into(),
+            kind: BackupKind::PgBase,
+            start: DateTime::from_timestamp(1_700_000_000, 0).expect("valid"),
+            finish: None,
+            expire: None,
+            finished: true,
+            status: "finished".into(),
+            files: Vec::new(),
+            encrypted: false,
+            meta: Default::default(),
+        };
+        let mut b = InstanceReport::new("postgres-b", Service::Postgres);
+        b.skip(
+            &backup,
+            "backup method \"snapshot\" is not one tcbackup can fetch".into(),
+        );
+        assert!(b.ok());
+        assert_eq!(
+            b.skipped,
+            [Skipped {
+                kind: BackupKind::PgBase,
+                backup_id: "snap-1".into(),
+                reason: "backup method \"snapshot\" is not one tcbackup can fetch".into(),
+            }]
+        );
+        assert_eq!(cycle(vec![b], false).exit(), Exit::Ok);
     }
 
     #[test]

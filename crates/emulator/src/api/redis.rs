@@ -299,6 +299,12 @@ fn describe_instances(call: &Call<'_>) -> Result<Map<String, Value>, ApiError> {
     }))
 }
 
+/// The listing's `BackupSize`: an internal number that is never the sum
+/// of the files' sizes (537 per file, as in the documentation's example).
+pub fn internal_backup_size(b: &RedisBackup) -> u64 {
+    537 * b.files.len().max(1) as u64
+}
+
 fn backup_json(i: &RedisInstance, b: &RedisBackup, now: chrono::DateTime<chrono::Utc>) -> Value {
     json!({
         "StartTime": format_api_time(b.start),
@@ -307,14 +313,19 @@ fn backup_json(i: &RedisInstance, b: &RedisBackup, now: chrono::DateTime<chrono:
         "Status": b.effective_status(now),
         "Remark": b.remark,
         "Locked": i64::from(b.locked),
-        "BackupSize": b.files.iter().map(|f| f.size).sum::<u64>(),
+        // "Internal field" (reference §12): like the documentation's 537,
+        // not the sum of the files, which clients must not expect.
+        "BackupSize": internal_backup_size(b),
         "FullBackup": 0,
         "InstanceType": i.type_code,
         "InstanceId": i.instance_id,
         "InstanceName": i.name,
         "Region": i.region,
         "EndTime": b.end.map(format_api_time).unwrap_or_default(),
-        "FileType": format!("RDB-Redis {}", i.engine_version),
+        "FileType": b
+            .file_type
+            .clone()
+            .unwrap_or_else(|| format!("RDB-Redis {}", i.engine_version)),
         "ExpireTime": format_api_time(b.expire),
         "Encrypted": b.encrypted,
     })

@@ -87,6 +87,7 @@ keep_daily = 7
 keep_weekly = 4
 keep_monthly = 6
 keep_within = "2d"
+keep_manual = true
 
 [schedule]
 daily_at = "03:30"
@@ -143,6 +144,7 @@ keep_last = 3
         Some(Duration::from_secs(2 * 86_400))
     );
     assert_eq!(redis.retention.time_zone, FixedOffset::east_opt(0).unwrap());
+    assert!(redis.retention.keep_manual);
     let postgres = config.instance("postgres-b").unwrap();
     assert_eq!(postgres.kinds, [BackupKind::PgBase]);
     assert_eq!(
@@ -186,7 +188,7 @@ region = "ap-guangzhou"
     );
     assert_eq!(
         found[3],
-        format!("{PATH}:7: unknown key `keep_lst` in [retention] (did you mean `keep_last`?); expected one of keep_last, keep_daily, keep_weekly, keep_monthly, keep_within")
+        format!("{PATH}:7: unknown key `keep_lst` in [retention] (did you mean `keep_last`?); expected one of keep_last, keep_daily, keep_weekly, keep_monthly, keep_within, keep_manual")
     );
 }
 
@@ -764,4 +766,49 @@ fn a_bad_network_names_the_key_its_line_and_both_values() {
         typo[0].contains("unknown key `netwrok` in [transfer] (did you mean `network`?)"),
         "{typo:#?}"
     );
+}
+
+#[test]
+fn keep_manual_is_a_boolean_beside_the_keep_rules() {
+    let text = r#"download_dir = "/d"
+[retention]
+keep_last = 2
+keep_manual = "yes"
+[[redis]]
+instance_id = "crs-a"
+region = "ap-guangzhou"
+"#;
+    let found = problems(text);
+    assert!(
+        found.iter().any(|p| p.ends_with(
+            ":4: `keep_manual` in [retention] must be true or false, found a string; write keep_manual = true"
+        )),
+        "{found:#?}"
+    );
+    // Alone it is not a keep rule: only manual sets would be kept.
+    let alone = problems(
+        "download_dir = \"/d\"\n[retention]\nkeep_manual = true\n[[redis]]\ninstance_id = \"crs-a\"\nregion = \"ap-guangzhou\"\n",
+    );
+    assert!(
+        alone
+            .iter()
+            .any(|p| p.contains("[retention] has no keep rule")),
+        "{alone:#?}"
+    );
+    let per_instance = load(
+        "download_dir = \"/d\"\n[retention]\nkeep_last = 2\n[[redis]]\ninstance_id = \"crs-a\"\nregion = \"ap-guangzhou\"\n[redis.retention]\nkeep_last = 1\nkeep_manual = true\n",
+    )
+    .unwrap();
+    assert!(
+        per_instance
+            .instance("crs-a")
+            .unwrap()
+            .retention
+            .keep_manual
+    );
+    let default = load(
+        "download_dir = \"/d\"\n[retention]\nkeep_last = 2\n[[redis]]\ninstance_id = \"crs-a\"\nregion = \"ap-guangzhou\"\n",
+    )
+    .unwrap();
+    assert!(!default.instance("crs-a").unwrap().retention.keep_manual);
 }
