@@ -67,6 +67,15 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Per instance: the newest local set and its age, the last cycle and
+    /// the next run, without calling the API. Exit 0 when every instance is
+    /// fresh (newest set younger than `stale_after`, last cycle not failed),
+    /// 1 otherwise: usable as a Nagios/Icinga check.
+    Status {
+        /// Print JSON instead of one line per instance.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pull sample backups from the built-in emulator into ./tcbackup-demo/.
     Demo {
         /// Where to put the demo's downloads.

@@ -71,6 +71,7 @@ async fn run(cli: Cli) -> Exit {
                 Some(Command::List { json, local }) => commands::list(config, json, local).await,
                 Some(Command::Verify) => commands::verify(config).await,
                 Some(Command::Prune { dry_run }) => commands::prune(config, dry_run).await,
+                Some(Command::Status { json }) => commands::status(config, json).await,
                 Some(Command::Demo { .. } | Command::Emulator { .. }) => Exit::Config,
             }
         }

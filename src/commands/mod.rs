@@ -1,5 +1,5 @@
 //! The one-shot commands, one file each: `--now` (`now`), `check-config`,
-//! `list`, `verify` and `prune`. Each prints for a human (or JSON) and
+//! `list`, `verify`, `prune` and `status`. Each prints for a human (or JSON) and
 //! returns how it ended ([`Exit`]).
 
 use std::sync::Arc;
@@ -14,12 +14,14 @@ mod check_config;
 mod list;
 mod now;
 mod prune;
+mod status;
 mod verify;
 
 pub use check_config::check_config;
 pub use list::list;
 pub use now::{now, print_summary};
 pub use prune::prune;
+pub use status::status;
 pub use verify::verify;
 
 /// The cycle's context, or how the run ends after printing why it cannot be built.

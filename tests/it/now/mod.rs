@@ -14,3 +14,4 @@ mod refusals;
 mod resume;
 mod retention;
 mod space;
+mod status;
