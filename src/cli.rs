@@ -67,15 +67,22 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Show whether every instance has a fresh local backup (no API call).
+    ///
     /// Per instance: the newest local set and its age, the last cycle and
-    /// the next run, without calling the API. Exit 0 when every instance is
-    /// fresh (newest set younger than `stale_after`, last cycle not failed),
-    /// 1 otherwise: usable as a Nagios/Icinga check.
+    /// the next run. Exit 0 when every instance is fresh (newest set
+    /// younger than `stale_after`, last cycle not failed), 1 otherwise:
+    /// usable as a Nagios/Icinga check.
     Status {
         /// Print JSON instead of one line per instance.
         #[arg(long)]
         json: bool,
     },
+    /// Write the man pages or a shell completion script.
+    ///
+    /// Generated from this command line definition; needs no config file.
+    #[command(subcommand)]
+    Generate(Generate),
     /// Pull sample backups from the built-in emulator into ./tcbackup-demo/.
     Demo {
         /// Where to put the demo's downloads.
@@ -87,6 +94,29 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: SocketAddr,
+    },
+}
+
+/// What `tcbackup generate` writes.
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// Man pages: tcbackup(1) to stdout, or with --dir one page per command.
+    ///
+    /// With --dir: tcbackup.1 and tcbackup-status.1, tcbackup-list.1, …
+    Man {
+        /// Write the pages into this directory instead of stdout.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// A completion script for SHELL.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+        /// Write the script into this directory (as tcbackup.bash,
+        /// _tcbackup, tcbackup.fish, …) instead of stdout.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 

@@ -47,6 +47,7 @@ const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_se
 async fn run(cli: Cli) -> Exit {
     match cli.command {
         Some(Command::Demo { dir }) => report(demo::run(&dir).await),
+        Some(Command::Generate(what)) => commands::generate(&what),
         Some(Command::Emulator { listen }) => {
             let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
             let id = env("TENCENTCLOUD_SECRET_ID");
@@ -72,7 +73,9 @@ async fn run(cli: Cli) -> Exit {
                 Some(Command::Verify) => commands::verify(config).await,
                 Some(Command::Prune { dry_run }) => commands::prune(config, dry_run).await,
                 Some(Command::Status { json }) => commands::status(config, json).await,
-                Some(Command::Demo { .. } | Command::Emulator { .. }) => Exit::Config,
+                Some(Command::Demo { .. } | Command::Emulator { .. } | Command::Generate(_)) => {
+                    Exit::Config
+                }
             }
         }
     }

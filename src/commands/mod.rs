@@ -1,5 +1,5 @@
 //! The one-shot commands, one file each: `--now` (`now`), `check-config`,
-//! `list`, `verify`, `prune` and `status`. Each prints for a human (or JSON) and
+//! `list`, `verify`, `prune`, `status` and `generate`. Each prints for a human (or JSON) and
 //! returns how it ended ([`Exit`]).
 
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use tcbackup_core::progress::Progress;
 use tcbackup_core::sync::SyncContext;
 
 mod check_config;
+mod generate;
 mod list;
 mod now;
 mod prune;
@@ -18,6 +19,7 @@ mod status;
 mod verify;
 
 pub use check_config::check_config;
+pub use generate::generate;
 pub use list::list;
 pub use now::{now, print_summary};
 pub use prune::prune;
