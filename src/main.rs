@@ -21,7 +21,12 @@ use tcbackup_core::exit::Exit;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.verbose, cli.log_format);
+    let quiet = logging::quiet_terminal(
+        cli.now && cli.command.is_none(),
+        cli.verbose,
+        cli.log_format,
+    );
+    logging::init(cli.verbose, cli.log_format, quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
