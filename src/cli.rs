@@ -5,6 +5,13 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// The exit codes (design.md §2), shown by `--help` and in the man page.
+const EXIT_CODES: &str = "Exit codes of --now: 0 every due backup is published and verified (or \
+nothing was new); 1 at least one backup failed (the others completed); 2 configuration or \
+usage error (nothing was touched); 3 authentication or permission failure; 130 interrupted \
+(partial downloads are kept for the next run). `tcbackup status` exits 0 when every instance \
+is fresh, 1 when any is not.";
+
 /// The default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/tcbackup/tcbackup.toml";
 
@@ -13,7 +20,13 @@ pub const DEFAULT_CONFIG: &str = "/etc/tcbackup/tcbackup.toml";
 /// Without a subcommand tcbackup runs as a daemon; with `--now` it runs one
 /// sync cycle (list, download, verify, publish, retention) and exits.
 #[derive(Debug, Parser)]
-#[command(name = "tcbackup", version, about, long_about = None)]
+#[command(
+    name = "tcbackup",
+    version,
+    about,
+    long_about = None,
+    after_long_help = EXIT_CODES
+)]
 pub struct Cli {
     /// Configuration file.
     #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_CONFIG)]

@@ -99,7 +99,7 @@ mod tests {
             let roff = name.replace('-', "\\-");
             assert!(page.contains(&roff), "{roff} missing from\n{page}");
         }
-        for option in ["\\-\\-now", "\\-\\-config", "status"] {
+        for option in ["\\-\\-now", "\\-\\-config", "status", "Exit codes", "130"] {
             assert!(page.contains(option), "{option} missing from\n{page}");
         }
     }
