@@ -5,6 +5,13 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// The exit codes (design.md §2), shown by `--help` and in the man page.
+const EXIT_CODES: &str = "Exit codes of --now: 0 every due backup is published and verified (or \
+nothing was new); 1 at least one backup failed (the others completed); 2 configuration or \
+usage error (nothing was touched); 3 authentication or permission failure; 130 interrupted \
+(partial downloads are kept for the next run). `tcbackup status` exits 0 when every instance \
+is fresh, 1 when any is not.";
+
 /// The default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/tcbackup/tcbackup.toml";
 
@@ -13,7 +20,13 @@ pub const DEFAULT_CONFIG: &str = "/etc/tcbackup/tcbackup.toml";
 /// Without a subcommand tcbackup runs as a daemon; with `--now` it runs one
 /// sync cycle (list, download, verify, publish, retention) and exits.
 #[derive(Debug, Parser)]
-#[command(name = "tcbackup", version, about, long_about = None)]
+#[command(
+    name = "tcbackup",
+    version,
+    about,
+    long_about = None,
+    after_long_help = EXIT_CODES
+)]
 pub struct Cli {
     /// Configuration file.
     #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_CONFIG)]
@@ -67,6 +80,22 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Show whether every instance has a fresh local backup (no API call).
+    ///
+    /// Per instance: the newest local set and its age, the last cycle and
+    /// the next run. Exit 0 when every instance is fresh (newest set
+    /// younger than `stale_after`, last cycle not failed), 1 otherwise:
+    /// usable as a Nagios/Icinga check.
+    Status {
+        /// Print JSON instead of one line per instance.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the man pages or a shell completion script.
+    ///
+    /// Generated from this command line definition; needs no config file.
+    #[command(subcommand)]
+    Generate(Generate),
     /// Pull sample backups from the built-in emulator into ./tcbackup-demo/.
     Demo {
         /// Where to put the demo's downloads.
@@ -78,6 +107,29 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: SocketAddr,
+    },
+}
+
+/// What `tcbackup generate` writes.
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// Man pages: tcbackup(1) to stdout, or with --dir one page per command.
+    ///
+    /// With --dir: tcbackup.1 and tcbackup-status.1, tcbackup-list.1, …
+    Man {
+        /// Write the pages into this directory instead of stdout.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// A completion script for SHELL.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+        /// Write the script into this directory (as tcbackup.bash,
+        /// _tcbackup, tcbackup.fish, …) instead of stdout.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 

@@ -1,7 +1,10 @@
 //! Log setup. Logs go to stderr, in one of four shapes:
 //! - `--log-format json`: one JSON object per line (`timestamp`, `level`,
 //!   `message` and the event's fields at the top level);
-//! - text on a terminal: colours and timestamps;
+//! - text on a terminal: colours and timestamps; for `--now` without `-v`,
+//!   only warnings and errors, without timestamps: the progress bars, their
+//!   one `published …` line per set and the end-of-run summary say the
+//!   rest;
 //! - text into systemd's journal (`$JOURNAL_STREAM` names stderr): no
 //!   colours, no timestamps (the journal adds its own), and each line
 //!   starts with its syslog priority (`<3>` error … `<7>` debug), so
@@ -99,13 +102,30 @@ where
     }
 }
 
-/// Install the global subscriber. Safe to call once per process.
-pub fn init(verbose: u8, format: LogFormat) {
-    let default = match verbose {
+/// The filter used when `RUST_LOG` is unset. `quiet` (a `--now` run on a
+/// terminal without `-v`) keeps only warnings and errors.
+fn default_filter(verbose: u8, quiet: bool) -> &'static str {
+    match verbose {
+        0 if quiet => "warn",
         0 => "tcbackup=info,warn",
         1 => "tcbackup=debug,info",
         _ => "tcbackup=trace,debug",
-    };
+    }
+}
+
+/// Whether a run logs in the quiet terminal shape: `--now` (`one_shot`)
+/// with text output to a terminal and no `-v`.
+pub fn quiet_terminal(one_shot: bool, verbose: u8, format: LogFormat) -> bool {
+    one_shot
+        && verbose == 0
+        && format == LogFormat::Text
+        && TextTarget::detect() == TextTarget::Terminal
+}
+
+/// Install the global subscriber. Safe to call once per process. `quiet`
+/// comes from [`quiet_terminal`].
+pub fn init(verbose: u8, format: LogFormat, quiet: bool) {
+    let default = default_filter(verbose, quiet);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -117,6 +137,7 @@ pub fn init(verbose: u8, format: LogFormat) {
             .flatten_event(true)
             .with_ansi(false)
             .try_init(),
+        (LogFormat::Text, TextTarget::Terminal) if quiet => builder.without_time().try_init(),
         (LogFormat::Text, TextTarget::Terminal) => builder.try_init(),
         (LogFormat::Text, TextTarget::Journal) => {
             let inner = tracing_subscriber::fmt::format()
@@ -147,6 +168,18 @@ mod tests {
         assert!(!journal_stream_is("9:12345", 8, 12345), "another device");
         assert!(!journal_stream_is("", 8, 12345));
         assert!(!journal_stream_is("8-12345", 8, 12345));
+    }
+
+    #[test]
+    fn a_quiet_terminal_shows_warnings_only_until_asked_for_more() {
+        assert_eq!(default_filter(0, true), "warn");
+        assert_eq!(default_filter(0, false), "tcbackup=info,warn");
+        assert_eq!(default_filter(1, true), "tcbackup=debug,info", "-v wins");
+        assert_eq!(default_filter(2, false), "tcbackup=trace,debug");
+        // Not a one-shot run, or JSON, is never quiet (stderr aside).
+        assert!(!quiet_terminal(false, 0, LogFormat::Text));
+        assert!(!quiet_terminal(true, 1, LogFormat::Text));
+        assert!(!quiet_terminal(true, 0, LogFormat::Json));
     }
 
     #[test]

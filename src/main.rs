@@ -21,7 +21,12 @@ use tcbackup_core::exit::Exit;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.verbose, cli.log_format);
+    let quiet = logging::quiet_terminal(
+        cli.now && cli.command.is_none(),
+        cli.verbose,
+        cli.log_format,
+    );
+    logging::init(cli.verbose, cli.log_format, quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -47,6 +52,7 @@ const RUNTIME_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_se
 async fn run(cli: Cli) -> Exit {
     match cli.command {
         Some(Command::Demo { dir }) => report(demo::run(&dir).await),
+        Some(Command::Generate(what)) => commands::generate(&what),
         Some(Command::Emulator { listen }) => {
             let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
             let id = env("TENCENTCLOUD_SECRET_ID");
@@ -71,7 +77,10 @@ async fn run(cli: Cli) -> Exit {
                 Some(Command::List { json, local }) => commands::list(config, json, local).await,
                 Some(Command::Verify) => commands::verify(config).await,
                 Some(Command::Prune { dry_run }) => commands::prune(config, dry_run).await,
-                Some(Command::Demo { .. } | Command::Emulator { .. }) => Exit::Config,
+                Some(Command::Status { json }) => commands::status(config, json).await,
+                Some(Command::Demo { .. } | Command::Emulator { .. } | Command::Generate(_)) => {
+                    Exit::Config
+                }
             }
         }
     }

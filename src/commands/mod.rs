@@ -1,5 +1,5 @@
 //! The one-shot commands, one file each: `--now` (`now`), `check-config`,
-//! `list`, `verify` and `prune`. Each prints for a human (or JSON) and
+//! `list`, `verify`, `prune`, `status` and `generate`. Each prints for a human (or JSON) and
 //! returns how it ended ([`Exit`]).
 
 use std::sync::Arc;
@@ -11,15 +11,19 @@ use tcbackup_core::progress::Progress;
 use tcbackup_core::sync::SyncContext;
 
 mod check_config;
+mod generate;
 mod list;
 mod now;
 mod prune;
+mod status;
 mod verify;
 
 pub use check_config::check_config;
+pub use generate::generate;
 pub use list::list;
 pub use now::{now, print_summary};
 pub use prune::prune;
+pub use status::status;
 pub use verify::verify;
 
 /// The cycle's context, or how the run ends after printing why it cannot be built.

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveTime, Utc};
 use rand::Rng;
 use tokio::time::Instant;
 
@@ -54,18 +54,7 @@ pub fn first_run(
 }
 
 fn next_daily(at: NaiveTime, tz: FixedOffset, now: DateTime<Utc>) -> DateTime<Utc> {
-    let local_now = now.with_timezone(&tz);
-    let today = local_now.date_naive().and_time(at);
-    let candidate = tz
-        .from_local_datetime(&today)
-        .single()
-        .map(|t| t.with_timezone(&Utc));
-    match candidate {
-        Some(t) if t > now => t,
-        Some(t) => t + chrono::Duration::days(1),
-        // A fixed offset has no gaps or folds.
-        None => now + chrono::Duration::days(1),
-    }
+    tcbackup_core::config::next_daily(at, tz, now)
 }
 
 /// When a cycle started, on the wall clock and on the monotonic clock.

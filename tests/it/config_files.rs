@@ -47,6 +47,7 @@ fn example_config_documents_every_key() {
         "metrics_file",
         "healthcheck_url",
         "group_readable",
+        "stale_after",
         "[api]",
         "endpoint",
         "allow_http_downloads",

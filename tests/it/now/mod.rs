@@ -15,3 +15,4 @@ mod refusals;
 mod resume;
 mod retention;
 mod space;
+mod status;

@@ -36,7 +36,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{FixedOffset, NaiveTime};
+use chrono::{DateTime, FixedOffset, NaiveTime, TimeZone, Utc};
 use url::Url;
 
 use crate::model::{BackupKind, Network, Service};
@@ -70,6 +70,11 @@ pub struct Config {
     /// Whether what tcbackup creates is readable by its group
     /// (`group_readable`, default false: owner only).
     pub group_readable: bool,
+    /// How old an instance's newest local set may be before `tcbackup
+    /// status` calls it stale (`stale_after`, default twice the time
+    /// between scheduled runs: 12h for the default 6h interval, 2 days for
+    /// `daily_at`).
+    pub stale_after: Duration,
     /// `[api]`.
     pub api: ApiConfig,
     /// `[credentials]`, when the file holds a key pair (first link of the chain).
@@ -170,6 +175,47 @@ impl Default for Schedule {
             when: ScheduleWhen::Every(Duration::from_secs(6 * 3600)),
             jitter: Duration::from_secs(600),
         }
+    }
+}
+
+impl Schedule {
+    /// The time between two runs: the interval, or a day for `daily_at`.
+    pub fn period(&self) -> Duration {
+        match self.when {
+            ScheduleWhen::Every(interval) => interval,
+            ScheduleWhen::DailyAt(_) => Duration::from_secs(86_400),
+        }
+    }
+
+    /// When the run after one that started at `last_start` is due, before
+    /// its jitter (the daemon adds a random `0..=jitter`): `last_start` plus
+    /// the interval, or the next `daily_at` in `time_zone` after `now`.
+    /// `None` for an interval schedule that has no last start to count from.
+    pub fn next_after(
+        &self,
+        time_zone: FixedOffset,
+        last_start: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        match self.when {
+            ScheduleWhen::Every(interval) => {
+                let interval = chrono::Duration::from_std(interval).ok()?;
+                last_start.map(|last| last + interval)
+            }
+            ScheduleWhen::DailyAt(at) => Some(next_daily(at, time_zone, now)),
+        }
+    }
+}
+
+/// The first `at` in `time_zone` strictly after `now`.
+pub fn next_daily(at: NaiveTime, time_zone: FixedOffset, now: DateTime<Utc>) -> DateTime<Utc> {
+    let local_now = now.with_timezone(&time_zone);
+    let today = local_now.date_naive().and_time(at);
+    match time_zone.from_local_datetime(&today).single() {
+        Some(t) if t.with_timezone(&Utc) > now => t.with_timezone(&Utc),
+        Some(t) => t.with_timezone(&Utc) + chrono::Duration::days(1),
+        // A fixed offset has no gaps or folds.
+        None => now + chrono::Duration::days(1),
     }
 }
 

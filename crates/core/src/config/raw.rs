@@ -33,6 +33,7 @@ pub(crate) struct RawConfig {
     pub metrics_file: Option<Spanned<String>>,
     pub healthcheck_url: Option<Spanned<String>>,
     pub group_readable: Option<Spanned<bool>>,
+    pub stale_after: Option<Spanned<String>>,
     #[serde(default)]
     pub api: RawApi,
     pub credentials: Option<RawCredentials>,
@@ -265,6 +266,7 @@ pub(crate) const SCHEMA: Section = Section {
             "\"https://hc-ping.com/<uuid>\"",
         ),
         ("group_readable", Shape::Bool, "true"),
+        ("stale_after", Shape::Str, "\"2d\""),
         ("api", Shape::Table(&API), ""),
         ("credentials", Shape::Table(&CREDENTIALS), ""),
         ("transfer", Shape::Table(&TRANSFER), ""),

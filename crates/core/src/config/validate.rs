@@ -206,6 +206,13 @@ impl Validator<'_> {
         let credentials = self.credentials(raw);
         let transfer = self.transfer(&raw.transfer);
         let schedule = self.schedule(raw.schedule.as_ref());
+        let stale_after = self.duration(
+            &raw.stale_after,
+            Place::TOP,
+            "stale_after",
+            schedule.period() * 2,
+            Duration::from_secs(1),
+        );
         let retention = raw.retention.as_ref().and_then(|retention| {
             self.policy(
                 retention,
@@ -233,6 +240,7 @@ impl Validator<'_> {
             metrics_file,
             healthcheck_url,
             group_readable,
+            stale_after,
             api,
             credentials,
             transfer,
@@ -759,10 +767,7 @@ impl Validator<'_> {
             defaults.jitter,
             Duration::ZERO,
         );
-        let period = match when {
-            ScheduleWhen::Every(interval) => interval,
-            ScheduleWhen::DailyAt(_) => Duration::from_secs(86_400),
-        };
+        let period = Schedule { when, jitter }.period();
         if let Some(value) = &raw.jitter {
             if jitter >= period {
                 self.error(

@@ -39,6 +39,7 @@ impl History {
     /// Take in a completed (not interrupted) cycle.
     pub fn record(&mut self, report: &CycleReport) {
         let at = report.started.timestamp();
+        let ended = report.started + chrono::Duration::from_std(report.elapsed).unwrap_or_default();
         for i in &report.instances {
             let m = self.instances.entry(i.instance_id.clone()).or_default();
             m.service = i.service.to_string();
@@ -53,6 +54,8 @@ impl History {
             m.failures_total += i.failures.len() as u64;
             m.sets_on_disk = i.sets_on_disk as u64;
             m.bytes_on_disk = i.bytes_on_disk;
+            m.newest_set_unix = i.newest_set_start.map(|t| t.timestamp());
+            m.newest_set_age_seconds = i.newest_set_start.map(|t| (ended - t).num_seconds().max(0));
         }
     }
 
@@ -107,6 +110,7 @@ mod tests {
             files: 3,
         });
         ok.sets_on_disk = 4;
+        ok.newest_set_start = Some(at("2026-11-25T23:00:00Z"));
         ok.bytes_on_disk = 1200;
         let mut history = History::default();
         history.record(&CycleReport {
@@ -122,6 +126,11 @@ mod tests {
         );
         assert_eq!((m.bytes_downloaded, m.sets_published), (300, 1));
         assert_eq!((m.sets_on_disk, m.bytes_on_disk), (4, 1200));
+        assert_eq!(
+            m.newest_set_age_seconds,
+            Some(3603),
+            "age when the cycle ended (3s after its start)"
+        );
 
         let mut failed = instance("crs-1", Service::Redis);
         failed.failures.push(Failure {

@@ -7,7 +7,11 @@
 //! `tcbackup_last_success_timestamp_seconds`, `tcbackup_last_run_timestamp_seconds`,
 //! `tcbackup_last_run_success`, `tcbackup_last_run_bytes`,
 //! `tcbackup_last_run_sets_published`, `tcbackup_last_run_sets_failed`,
-//! `tcbackup_failures_total`, `tcbackup_sets`, `tcbackup_bytes`.
+//! `tcbackup_failures_total`, `tcbackup_sets`, `tcbackup_bytes`,
+//! `tcbackup_newest_set_timestamp_seconds` (start of the newest local set)
+//! and `tcbackup_newest_set_age_seconds` (its age when the cycle ended; the
+//! timestamp is the one to alert on with `time() - …`, which keeps counting
+//! when no cycle runs). The last two are absent while no set is on disk.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -39,13 +43,17 @@ pub struct InstanceMetrics {
     pub sets_on_disk: u64,
     /// Bytes of published sets on disk.
     pub bytes_on_disk: u64,
+    /// Unix start time of the newest published set on disk, if any.
+    pub newest_set_unix: Option<i64>,
+    /// Its age in seconds when the last cycle ended.
+    pub newest_set_age_seconds: Option<i64>,
 }
 
 /// Render the textfile for every instance, keyed by instance id.
 pub fn render(instances: &BTreeMap<String, InstanceMetrics>) -> String {
     let mut out = String::new();
     type Getter = fn(&InstanceMetrics) -> Option<f64>;
-    let series: [(&str, &str, &str, Getter); 9] = [
+    let series: [(&str, &str, &str, Getter); 11] = [
         (
             LAST_SUCCESS,
             "gauge",
@@ -100,6 +108,18 @@ pub fn render(instances: &BTreeMap<String, InstanceMetrics>) -> String {
             "Bytes of published backup sets on disk.",
             |m| Some(m.bytes_on_disk as f64),
         ),
+        (
+            "tcbackup_newest_set_timestamp_seconds",
+            "gauge",
+            "Unix start time of the newest published backup set on disk.",
+            |m| m.newest_set_unix.map(|t| t as f64),
+        ),
+        (
+            "tcbackup_newest_set_age_seconds",
+            "gauge",
+            "Age of the newest published backup set when the last cycle ended.",
+            |m| m.newest_set_age_seconds.map(|t| t as f64),
+        ),
     ];
     for (name, kind, help, get) in series {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -134,9 +154,51 @@ const LAST_SUCCESS: &str = "tcbackup_last_success_timestamp_seconds";
 /// vanish (and silence an alert on its age) until the next success.
 /// Lines it does not understand are skipped.
 pub fn read_last_success(text: &str) -> BTreeMap<String, (String, i64)> {
+    read_series(text, LAST_SUCCESS)
+        .into_iter()
+        .map(|(instance, (service, value))| (instance, (service, value as i64)))
+        .collect()
+}
+
+/// What a metrics file written by [`render`] says about each instance's
+/// last cycle, for `tcbackup status`: instance id → (service, last run
+/// unix time, whether it succeeded, last success unix time).
+pub fn read_last_runs(text: &str) -> BTreeMap<String, LastRun> {
+    let ok = read_series(text, "tcbackup_last_run_success");
+    let success = read_last_success(text);
+    read_series(text, "tcbackup_last_run_timestamp_seconds")
+        .into_iter()
+        .map(|(instance, (service, at))| {
+            let run = LastRun {
+                service,
+                at_unix: at as i64,
+                ok: ok.get(&instance).is_some_and(|(_, v)| *v == 1.0),
+                last_success_unix: success.get(&instance).map(|(_, t)| *t),
+            };
+            (instance, run)
+        })
+        .collect()
+}
+
+/// One instance's last cycle as the metrics file records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastRun {
+    /// `redis` or `postgres`.
+    pub service: String,
+    /// Unix time the cycle started.
+    pub at_unix: i64,
+    /// Whether the instance's pull succeeded in it.
+    pub ok: bool,
+    /// Unix time of the last cycle in which it succeeded, if any.
+    pub last_success_unix: Option<i64>,
+}
+
+/// The samples of series `name`: instance id → (service, value). Lines it
+/// does not understand are skipped.
+fn read_series(text: &str, name: &str) -> BTreeMap<String, (String, f64)> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix(LAST_SUCCESS) else {
+        let Some(rest) = line.strip_prefix(name) else {
             continue;
         };
         let Some((labels, value)) = rest
@@ -153,7 +215,7 @@ pub fn read_last_success(text: &str) -> BTreeMap<String, (String, i64)> {
         ) else {
             continue;
         };
-        out.insert(instance.clone(), (service.clone(), value as i64));
+        out.insert(instance.clone(), (service.clone(), value));
     }
     out
 }
@@ -222,9 +284,26 @@ mod tests {
                 failures_total: 1,
                 sets_on_disk: 7,
                 bytes_on_disk: 1 << 20,
+                newest_set_unix: Some(1_699_990_000),
+                newest_set_age_seconds: Some(10_100),
             },
         );
         let text = render(&map);
+        assert!(text.contains(
+            "tcbackup_newest_set_age_seconds{instance_id=\"crs-1\",service=\"redis\"} 10100\n"
+        ));
+        assert!(text.contains(
+            "tcbackup_newest_set_timestamp_seconds{instance_id=\"crs-1\",service=\"redis\"} 1699990000\n"
+        ));
+        assert_eq!(
+            read_last_runs(&text)["crs-1"],
+            LastRun {
+                service: "redis".into(),
+                at_unix: 1_700_000_100,
+                ok: true,
+                last_success_unix: Some(1_700_000_000),
+            }
+        );
         assert!(text.contains("tcbackup_last_success_timestamp_seconds{instance_id=\"crs-1\",service=\"redis\"} 1700000000\n"), "{text}");
         assert!(text.contains(
             "tcbackup_last_run_sets_published{instance_id=\"crs-1\",service=\"redis\"} 2\n"
@@ -270,6 +349,33 @@ mod tests {
         assert!(
             read_last_success("garbage\ntcbackup_last_success_timestamp_seconds{x} 1\n").is_empty()
         );
+    }
+
+    #[test]
+    fn last_runs_read_back_a_failure_and_a_missing_set() {
+        let mut map = BTreeMap::new();
+        map.insert(
+            "postgres-2".to_string(),
+            InstanceMetrics {
+                service: "postgres".into(),
+                last_run_unix: 1_700_000_100,
+                last_run_ok: false,
+                ..InstanceMetrics::default()
+            },
+        );
+        let text = render(&map);
+        assert!(!text.contains("tcbackup_newest_set_age_seconds{"), "{text}");
+        let runs = read_last_runs(&text);
+        assert_eq!(
+            runs["postgres-2"],
+            LastRun {
+                service: "postgres".into(),
+                at_unix: 1_700_000_100,
+                ok: false,
+                last_success_unix: None,
+            }
+        );
+        assert!(read_last_runs("garbage\n").is_empty());
     }
 
     #[test]

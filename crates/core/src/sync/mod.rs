@@ -337,6 +337,7 @@ impl SyncContext {
             .iter()
             .filter(|set| !report.pruned.contains(&set.dir_name));
         report.sets_on_disk = left.clone().count();
+        report.newest_set_start = left.clone().map(|set| set.manifest.start).max();
         report.bytes_on_disk = left.map(|set| set.manifest.total_size()).sum();
     }
 
@@ -382,6 +383,7 @@ impl SyncContext {
         if let Ok(listing) = self.blocking(move || store.list_sets(&id)).await {
             report.sets_on_disk = listing.sets.len();
             report.bytes_on_disk = listing.sets.iter().map(|s| s.manifest.total_size()).sum();
+            report.newest_set_start = listing.sets.iter().map(|s| s.manifest.start).max();
         }
     }
 

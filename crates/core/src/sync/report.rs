@@ -154,6 +154,8 @@ pub struct InstanceReport {
     pub sets_on_disk: usize,
     /// Their bytes.
     pub bytes_on_disk: u64,
+    /// The start time of the newest of them, of any kind.
+    pub newest_set_start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl InstanceReport {
@@ -170,6 +172,7 @@ impl InstanceReport {
             pruned: Vec::new(),
             retention_skipped: None,
             sets_on_disk: 0,
+            newest_set_start: None,
             bytes_on_disk: 0,
         }
     }
