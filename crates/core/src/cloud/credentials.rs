@@ -526,6 +526,15 @@ async fn from_systemd_dir(dir: &Path) -> Result<Option<Credentials>, Credentials
         "pass both with LoadCredential=secret_id:… and LoadCredential=secret_key:… in the unit";
     let id = read_optional(&dir.join("secret_id"), FIX).await?;
     let key = read_optional(&dir.join("secret_key"), FIX).await?;
+    // The units' `SetCredential=secret_id:` and `secret_key:` are empty
+    // defaults, there so that a unit starts when the files of its
+    // `LoadCredential=` lines do not exist (the key is elsewhere in the
+    // chain): both empty means systemd passed no key. One empty is half a
+    // pair, an error below.
+    let blank = |s: &Option<Secret>| s.as_ref().is_some_and(|s| s.expose().trim().is_empty());
+    if blank(&id) && blank(&key) {
+        return Ok(None);
+    }
     let names = PairNames {
         origin: format!("systemd credentials directory {}", dir.display()),
         secret_id: "secret_id",

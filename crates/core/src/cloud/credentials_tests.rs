@@ -247,6 +247,11 @@ async fn systemd_directory_with_one_file_is_an_error_and_without_files_is_skippe
     std::fs::write(dir.path().join("secret_key"), "\n").expect("write");
     let err = chain(&config).await.expect_err("empty");
     assert!(err.to_string().contains("set but empty"), "{err}");
+    // Both empty: the units' SetCredential= defaults, used when the
+    // LoadCredential= files do not exist; the chain goes on.
+    std::fs::write(dir.path().join("secret_id"), "").expect("write");
+    let p = chain(&config).await.expect("env after empty defaults");
+    assert_eq!(p.source(), &CredentialSource::Environment);
 }
 
 #[test]
