@@ -24,7 +24,7 @@ fn a_backup_interrupted_on_a_nearly_full_disk_is_published_by_the_next_run() {
         return;
     };
     let text = h.config_text(&Cfg::default().postgres_only())
-        + "\n[transfer]\nfree_space_margin = \"4MiB\"\n";
+        + "\n[transfer]\nfree_space_margin = \"4MiB\"\nsegments = 4\n";
     h.write_config_text(&text);
     let len = 80 * MIB;
     let start = whole_seconds(h.emulator.clock().now() - Age::hours(1));
@@ -32,7 +32,10 @@ fn a_backup_interrupted_on_a_nearly_full_disk_is_published_by_the_next_run() {
     sample::add_generated_pg_base_backup(h.emulator.state(), PG, id, start, len, 43).unwrap();
     let backup = h.pg_backups(PgBackupKind::Base).pop().unwrap();
     let key = backup.file.cos_key.clone();
-    // Four segments of 20 MiB, each stopped after 5 MiB.
+    // Four segments of 20 MiB (`segments = 4` caps the connections and so
+    // sets the piece count), each stopped after 5 MiB; the adaptive count
+    // starts with two connections and adds the other two at its first step
+    // up, about a second in.
     h.emulator.cos().add_fault(
         FaultTarget::Key(key.clone()),
         Fault::StallAfter(5 * MIB),

@@ -49,6 +49,7 @@
 //!   not add up to the CRC COS announced, the file is fetched once more
 //!   from byte 0.
 
+mod adaptive;
 mod config;
 mod downloader;
 mod error;
