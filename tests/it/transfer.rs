@@ -592,6 +592,48 @@ async fn a_shrunk_object_gives_416_and_a_size_error() {
 /// `cut / rate` seconds: longer than the one-second URL below lives.
 const CAP: u64 = MIB;
 
+/// With no connection setting and COS capping every connection, the
+/// downloader measures that more connections pay and opens more than the
+/// two it starts with (`transfer::adaptive::START`); the file arrives
+/// intact, every byte served once.
+#[tokio::test]
+async fn a_per_connection_cap_makes_the_downloader_add_connections() {
+    const PER_CONNECTION: u64 = 2 * MIB;
+    let srv = Server::start().await;
+    let size = 24 * MIB + 7;
+    srv.put_generated("capped.tar", 31, size);
+    srv.store.set_rate_limit(Some(PER_CONNECTION));
+    let config = TransferConfig {
+        segment_threshold: 1,
+        piece_size: MIB,
+        adapt_interval: Duration::from_millis(200),
+        ..config()
+    };
+    let most = config.segments as u64;
+    let dl = downloader(config, &srv.clock);
+    let (r, events) = fetch_all(
+        &dl,
+        srv.job("capped.tar", size, srv.minter("capped.tar", 3600)),
+    )
+    .await;
+    assert_fetched(&r.unwrap(), &generated(31, size));
+    let stats = srv.store.stats("capped.tar");
+    assert!(
+        stats.peak_open_bodies > 2,
+        "at most {} connections at once",
+        stats.peak_open_bodies
+    );
+    assert!(stats.peak_open_bodies <= most, "{}", stats.peak_open_bodies);
+    assert!(
+        stats.statuses().iter().all(|s| *s == 206),
+        "{:?}",
+        stats.statuses()
+    );
+    assert_eq!(stats.requests, 25, "one request per piece");
+    assert_eq!(stats.bytes_served, size);
+    assert_eq!(bytes_reported(&events), size);
+}
+
 #[tokio::test]
 async fn url_expiring_mid_download_is_renewed_before_the_next_request() {
     // Both sides follow the wall clock; the URL lives one second.
