@@ -47,7 +47,8 @@ enum Command {
         dir: PathBuf,
         #[arg(long)]
         size: u64,
-        /// Parallel ranges per file (1 = one stream).
+        /// The most connections per file (1 = one stream); how many are
+        /// used is measured by the engine.
         #[arg(long, default_value_t = 1)]
         segments: usize,
         /// Sidecar checkpoint interval in MiB (engine default 8).

@@ -34,8 +34,7 @@ fn a_backup_interrupted_on_a_nearly_full_disk_is_published_by_the_next_run() {
     let key = backup.file.cos_key.clone();
     // Four segments of 20 MiB (`segments = 4` caps the connections and so
     // sets the piece count), each stopped after 5 MiB; the adaptive count
-    // starts with two connections and adds the other two at its first step
-    // up, about a second in.
+    // starts with four connections, so all four pieces are taken at once.
     h.emulator.cos().add_fault(
         FaultTarget::Key(key.clone()),
         Fault::StallAfter(5 * MIB),

@@ -10,11 +10,16 @@
 //! new [`Controller::target`].
 //!
 //! The rule:
-//! - **Grow** by `max(2, n/2)` connections while the last step raised the
+//! - **Double** while a step scales about linearly (the rate grew by at
+//!   least [`LINEAR`] of what the added connections would add at the old
+//!   per-connection rate): the link is capped per connection.
+//! - **Stop at the knee** when a step paid, but less than that: the old
+//!   per-connection rate tells how many connections the new total needs,
+//!   and the count goes there.
+//! - **Go back** to the count before the step when it did not raise the
 //!   rate by more than [`GAIN`] (10%).
-//! - **Go back** to the count before the step when it did not, and hold
-//!   there; after [`PROBE_EVERY`] intervals try one step up again, so a
-//!   link that got faster is noticed.
+//! - **Probe** a settled count one small step up every [`PROBE_EVERY`]
+//!   intervals, so a link that got faster is noticed.
 //! - **Halve** on a throttling answer and hold for [`HOLD_AFTER_THROTTLE`]
 //!   intervals.
 //! - **Hold** while a process-wide limit (connection pool or bandwidth) is
@@ -27,9 +32,11 @@
 use std::time::Duration;
 
 /// Connections a segmented file starts with (fewer if the cap is lower).
-pub(crate) const START: usize = 2;
+pub(crate) const START: usize = 4;
 /// A step up must raise the rate by more than this fraction to count.
 pub(crate) const GAIN: f64 = 0.10;
+/// A step that brings at least this share of the linear gain doubles again.
+pub(crate) const LINEAR: f64 = 0.8;
 /// Intervals to hold a settled count before probing one step up again.
 pub(crate) const PROBE_EVERY: u32 = 10;
 /// Intervals to hold after halving for a throttling answer.
@@ -111,28 +118,60 @@ impl Controller {
         match self.phase {
             Phase::Settling => self.phase = self.after_settle,
             Phase::Growing {
-                from: Some((n, before)),
-            } if rate <= before * (1.0 + GAIN) => {
-                // The step did not pay: go back and stay there a while.
-                self.target = n;
-                self.settle(Phase::Holding { left: PROBE_EVERY });
-            }
-            Phase::Growing { .. } => self.step_up(rate, sample.limited),
+                from: Some((from, before)),
+            } => self.judge(from, before, rate, sample.limited),
+            Phase::Growing { from: None } => self.step_up(self.target, rate, sample.limited),
             Phase::Holding { left } if left > 1 => self.phase = Phase::Holding { left: left - 1 },
-            Phase::Holding { .. } => self.step_up(rate, sample.limited),
+            Phase::Holding { .. } => {
+                let probe = (self.target / 4).max(1);
+                self.step_up(probe, rate, sample.limited)
+            }
         }
         self.target
     }
 
-    /// Add connections (from a count that gave `rate`), unless the cap or a
-    /// process-wide limit says more cannot help.
-    fn step_up(&mut self, rate: f64, limited: bool) {
+    /// The step from `from` connections (which gave `before`) to the
+    /// current count gave `rate`: keep doubling, stop at the knee, or go
+    /// back.
+    fn judge(&mut self, from: usize, before: f64, rate: f64, limited: bool) {
+        let to = self.target;
+        if rate <= before * (1.0 + GAIN) || from == 0 || to <= from {
+            // The step did not pay: go back and stay there a while.
+            self.target = from.max(1);
+            self.settle(Phase::Holding { left: PROBE_EVERY });
+            return;
+        }
+        let linear = before * (to - from) as f64 / from as f64;
+        if rate - before >= linear * LINEAR {
+            self.step_up(to, rate, limited);
+            return;
+        }
+        // Past the knee: at the old per-connection rate, the total now
+        // reached needs this many connections (2% allowed for noise).
+        let per_connection = before / from as f64;
+        let needed = (rate / per_connection * 0.98).ceil();
+        let knee = if needed.is_finite() && needed >= 0.0 {
+            (needed as usize).clamp(from + 1, to)
+        } else {
+            to
+        };
+        self.target = knee;
+        if knee == to {
+            self.phase = Phase::Holding { left: PROBE_EVERY };
+        } else {
+            self.settle(Phase::Holding { left: PROBE_EVERY });
+        }
+    }
+
+    /// Add `step` connections (from a count that gave `rate`), unless the
+    /// cap or a process-wide limit says more cannot help.
+    fn step_up(&mut self, step: usize, rate: f64, limited: bool) {
         if limited || self.target >= self.cap {
             self.phase = Phase::Holding { left: PROBE_EVERY };
             return;
         }
         let from = self.target;
-        self.target = (from + (from / 2).max(2)).min(self.cap);
+        self.target = (from + step.max(1)).min(self.cap);
         self.settle(Phase::Growing {
             from: Some((from, rate)),
         });
@@ -225,19 +264,23 @@ mod tests {
             let mut c = Controller::new(cap);
             assert_eq!(c.target(), START);
             let counts = drive(&mut c, &link, 60);
-            // Within 15 intervals (7.5 s) it has found its count...
-            let settled = counts[15];
+            // Within 10 intervals (5 s) it has found its count: the one it
+            // keeps most of the time from then on...
+            let late = &counts[10..];
+            let settled = (1..=cap)
+                .max_by_key(|n| late.iter().filter(|c| *c == n).count())
+                .unwrap_or(0);
             assert!(
                 settled >= best && settled <= best + best / 2 + 1,
                 "{per_conn} MiB/s per connection, cap {cap}: best {best}, \
                  settled at {settled}: {counts:?}"
             );
-            // ...and it stays there, but for short probes one step up.
-            for &n in &counts[15..] {
-                assert!(n >= settled && n <= settled + settled / 2 + 2, "{counts:?}");
+            let time_at_settled = late.iter().filter(|n| **n == settled).count();
+            assert!(time_at_settled * 10 >= late.len() * 7, "{counts:?}");
+            // ...leaving it only for short probes one small step up.
+            for &n in late {
+                assert!(n >= settled && n <= settled + settled / 4 + 1, "{counts:?}");
             }
-            let time_at_settled = counts[15..].iter().filter(|n| **n == settled).count();
-            assert!(time_at_settled * 10 >= counts[15..].len() * 7, "{counts:?}");
             // The rate reached is close to the best the link can do.
             assert!(link.rate(settled) >= link.rate(best) * 0.95);
         }
@@ -252,7 +295,10 @@ mod tests {
         };
         let mut c = Controller::new(16);
         let counts = drive(&mut c, &link, 40);
-        let settled = counts[20];
+        let late = &counts[10..];
+        let settled = (1..=16)
+            .max_by_key(|n| late.iter().filter(|c| *c == n).count())
+            .unwrap_or(0);
         assert!((6..=9).contains(&settled), "{counts:?}");
         assert!(link.rate(settled) >= link.rate(6) * 0.85, "{counts:?}");
     }
