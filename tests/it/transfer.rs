@@ -917,6 +917,46 @@ async fn segmented_download_resumes_every_segment() {
     }
 }
 
+/// Pieces are halved as they are taken while fewer wait than there are
+/// other workers; the halves are ordinary pieces in the sidecar, so a
+/// resume fetches exactly what is missing.
+#[tokio::test]
+async fn split_pieces_are_fetched_once_and_resumed() {
+    let srv = Server::start().await;
+    let size = 32 * MIB;
+    srv.put_generated("split.tar", 19, size);
+    // Four pieces of 8 MiB and four workers: the first piece is the
+    // probe's; of the three left, the second is halved as it is taken
+    // (its half goes first), the half is too small to halve again, the
+    // third is halved. Every stream stops after 2 MiB.
+    let job = cancelled_at_stall(&srv, ("split.tar", size), 2 * MIB, 4, segmented(4)).await;
+    let first = srv.store.stats("split.tar");
+    let mut ranges: Vec<String> = first.ranges().into_iter().flatten().collect();
+    ranges.sort_by_key(|r| {
+        r["bytes=".len()..r.find('-').unwrap()]
+            .parse::<u64>()
+            .unwrap()
+    });
+    let want: Vec<String> = [(0, 8), (8, 12), (12, 16), (16, 20)]
+        .iter()
+        .map(|(a, b)| format!("bytes={}-{}", a * MIB, b * MIB - 1))
+        .collect();
+    assert_eq!(ranges, want);
+    let written = sidecar_written(&srv, "split.tar");
+    assert_eq!(
+        written,
+        [2, 10, 14, 18, 20, 24].map(|m| m * MIB),
+        "six pieces in file order"
+    );
+
+    let dl = downloader(segmented(4), &srv.clock);
+    let (r, events) = fetch_all(&dl, job).await;
+    assert_fetched(&r.unwrap(), &generated(19, size));
+    assert_eq!(started_from(&events), 8 * MIB);
+    let stats = srv.store.stats("split.tar");
+    assert_eq!(stats.bytes_served, size, "not one byte twice");
+}
+
 #[tokio::test]
 async fn wrong_size_fails_before_anything_is_kept() {
     let srv = Server::start().await;
@@ -1412,16 +1452,18 @@ async fn a_download_interrupted_on_a_nearly_full_disk_resumes() {
         piece_size: 32 * MIB,
         ..segmented(4)
     };
-    // Four segments of 20 MiB, each stopped after 5 MiB: a quarter.
-    cancel_job_at_stall(&srv, job.clone(), 5 * MIB, 4, config.clone()).await;
-    assert_eq!(recorded(&job), size / 4);
+    // Four pieces of 20 MiB, halved as they are taken while fewer wait
+    // than there are workers: the four streams in flight each stop after
+    // 2 MiB.
+    cancel_job_at_stall(&srv, job.clone(), 2 * MIB, 4, config.clone()).await;
+    assert_eq!(recorded(&job), 8 * MIB);
     assert!(fs.free() <= 20 * MIB, "{} bytes free", fs.free());
 
     let dl = downloader(config, &srv.clock);
     let (r, events) = fetch_all(&dl, job).await;
     let f = r.unwrap();
     assert!(holds_generated(&f.path, 40, size), "content differs");
-    assert_eq!(started_from(&events), size / 4);
+    assert_eq!(started_from(&events), 8 * MIB);
     assert_eq!(srv.served("big.tar"), size, "not one byte twice");
 }
 

@@ -14,7 +14,10 @@
 //! target adjusted. A new worker just takes the next piece from the shared
 //! queue; a worker above the target finishes its piece and leaves. Pieces
 //! are not tied to workers, so the sidecar and a resume do not care how
-//! many there were.
+//! many there were. Near the end, when fewer pieces wait than there are
+//! workers, a piece is halved as it is taken (down to 4 MiB), so the last
+//! connections finish together instead of one finishing a large piece
+//! alone.
 //!
 //! The first unfinished piece goes first: its response tells the ETag and
 //! CRC (a presigned URL signs the method, so there is no HEAD). The other
@@ -31,11 +34,16 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::adaptive::{Controller, Sample};
 use super::fetch::{Stream, StreamEnd};
+use super::ledger::Ledger;
 use super::pass::PassCtx;
+use super::plan::MAX_PIECES;
 use super::sidecar::Sidecar;
 
 /// Share of the bandwidth limit at which the process counts as limited.
 const BANDWIDTH_SPENT: f64 = 0.9;
+/// Pieces are split no smaller than this: below it, the round trip of one
+/// more request costs about what the shorter tail saves.
+const MIN_SPLIT: u64 = 4 * 1024 * 1024;
 
 /// The workers of one pass and the pieces they share.
 #[derive(Debug)]
@@ -64,18 +72,27 @@ impl Crew {
 
     /// The next piece for a worker, or `None` when it should leave (no
     /// pieces left, or more workers than wanted); a leaving worker is
-    /// counted out here, under the same lock.
-    fn next(&self) -> Option<usize> {
+    /// counted out here, under the same lock. When fewer pieces wait than
+    /// there are other workers, the piece taken is split first and its
+    /// second half goes to the front of the queue: near the end of the
+    /// file pieces shrink, so no connection is left alone with a large one.
+    fn next(&self, ledger: &Ledger) -> Option<usize> {
         let mut st = self.lock();
         let piece = if st.workers > st.target {
             None
         } else {
             st.queue.pop_front()
         };
-        if piece.is_none() {
+        let Some(piece) = piece else {
             st.workers = st.workers.saturating_sub(1);
+            return None;
+        };
+        if st.queue.len() + 1 < st.workers {
+            if let Some(tail) = ledger.split(piece, MIN_SPLIT, MAX_PIECES as usize) {
+                st.queue.push_front(tail);
+            }
         }
-        piece
+        Some(piece)
     }
 }
 
@@ -235,7 +252,7 @@ async fn work(pass: Arc<PassCtx>, crew: Arc<Crew>, first: Option<usize>) -> Resu
     loop {
         let piece = match next.take() {
             Some(p) => p,
-            None => match crew.next() {
+            None => match crew.next(&pass.ledger) {
                 Some(p) => p,
                 None => return Ok(()),
             },
