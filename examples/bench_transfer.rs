@@ -66,6 +66,10 @@ enum Command {
         /// Connections over all files (engine default 16).
         #[arg(long)]
         connections: Option<usize>,
+        /// How often the adaptive connection count measures, in ms
+        /// (engine default 500).
+        #[arg(long)]
+        adapt_ms: Option<u64>,
         urls: Vec<String>,
     },
 }
@@ -83,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
             buffer_kib,
             budget_mib,
             connections,
+            adapt_ms,
             urls,
         } => {
             let config = TransferConfig {
@@ -91,6 +96,9 @@ async fn main() -> anyhow::Result<()> {
                 buffer_size: buffer_kib << 10,
                 buffer_budget: budget_mib << 20,
                 max_connections: connections.unwrap_or(TransferConfig::default().max_connections),
+                adapt_interval: adapt_ms
+                    .map(std::time::Duration::from_millis)
+                    .unwrap_or(TransferConfig::default().adapt_interval),
                 ..TransferConfig::default()
             };
             fetch(config, dir, size, segments, urls).await
