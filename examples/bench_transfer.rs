@@ -5,7 +5,7 @@
 //! ```text
 //! bench_transfer serve --size BYTES [--files N] [--rate BYTES_PER_SEC]
 //!     prints "url <URL>" per object, then "ready"; serves until killed
-//! bench_transfer fetch --dir DIR --size BYTES [--segments N] URL...
+//! bench_transfer fetch --dir DIR --size BYTES [--segments N] [--adapt-ms MS] URL...
 //!     downloads every URL at once, verifies size and CRC-64, prints a summary
 //! ```
 
