@@ -5,7 +5,7 @@
 //! ```text
 //! bench_transfer serve --size BYTES [--files N] [--rate BYTES_PER_SEC]
 //!     prints "url <URL>" per object, then "ready"; serves until killed
-//! bench_transfer fetch --dir DIR --size BYTES [--segments N] URL...
+//! bench_transfer fetch --dir DIR --size BYTES [--segments N] [--adapt-ms MS] URL...
 //!     downloads every URL at once, verifies size and CRC-64, prints a summary
 //! ```
 
@@ -47,7 +47,8 @@ enum Command {
         dir: PathBuf,
         #[arg(long)]
         size: u64,
-        /// Parallel ranges per file (1 = one stream).
+        /// The most connections per file (1 = one stream); how many are
+        /// used is measured by the engine.
         #[arg(long, default_value_t = 1)]
         segments: usize,
         /// Sidecar checkpoint interval in MiB (engine default 8).
@@ -65,6 +66,10 @@ enum Command {
         /// Connections over all files (engine default 16).
         #[arg(long)]
         connections: Option<usize>,
+        /// How often the adaptive connection count measures, in ms
+        /// (engine default 500).
+        #[arg(long)]
+        adapt_ms: Option<u64>,
         urls: Vec<String>,
     },
 }
@@ -82,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
             buffer_kib,
             budget_mib,
             connections,
+            adapt_ms,
             urls,
         } => {
             let config = TransferConfig {
@@ -90,6 +96,9 @@ async fn main() -> anyhow::Result<()> {
                 buffer_size: buffer_kib << 10,
                 buffer_budget: budget_mib << 20,
                 max_connections: connections.unwrap_or(TransferConfig::default().max_connections),
+                adapt_interval: adapt_ms
+                    .map(std::time::Duration::from_millis)
+                    .unwrap_or(TransferConfig::default().adapt_interval),
                 ..TransferConfig::default()
             };
             fetch(config, dir, size, segments, urls).await

@@ -592,6 +592,48 @@ async fn a_shrunk_object_gives_416_and_a_size_error() {
 /// `cut / rate` seconds: longer than the one-second URL below lives.
 const CAP: u64 = MIB;
 
+/// With no connection setting and COS capping every connection, the
+/// downloader measures that more connections pay and opens more than the
+/// four it starts with (`transfer::adaptive::START`); the file arrives
+/// intact, every byte served once.
+#[tokio::test]
+async fn a_per_connection_cap_makes_the_downloader_add_connections() {
+    const PER_CONNECTION: u64 = 2 * MIB;
+    let srv = Server::start().await;
+    let size = 24 * MIB + 7;
+    srv.put_generated("capped.tar", 31, size);
+    srv.store.set_rate_limit(Some(PER_CONNECTION));
+    let config = TransferConfig {
+        segment_threshold: 1,
+        piece_size: MIB,
+        adapt_interval: Duration::from_millis(200),
+        ..config()
+    };
+    let most = config.segments as u64;
+    let dl = downloader(config, &srv.clock);
+    let (r, events) = fetch_all(
+        &dl,
+        srv.job("capped.tar", size, srv.minter("capped.tar", 3600)),
+    )
+    .await;
+    assert_fetched(&r.unwrap(), &generated(31, size));
+    let stats = srv.store.stats("capped.tar");
+    assert!(
+        stats.peak_open_bodies > 4,
+        "at most {} connections at once",
+        stats.peak_open_bodies
+    );
+    assert!(stats.peak_open_bodies <= most, "{}", stats.peak_open_bodies);
+    assert!(
+        stats.statuses().iter().all(|s| *s == 206),
+        "{:?}",
+        stats.statuses()
+    );
+    assert_eq!(stats.requests, 25, "one request per piece");
+    assert_eq!(stats.bytes_served, size);
+    assert_eq!(bytes_reported(&events), size);
+}
+
 #[tokio::test]
 async fn url_expiring_mid_download_is_renewed_before_the_next_request() {
     // Both sides follow the wall clock; the URL lives one second.
@@ -873,6 +915,46 @@ async fn segmented_download_resumes_every_segment() {
         let want = format!("bytes={}-{}", i * 4 * MIB + 2 * MIB, (i + 1) * 4 * MIB - 1);
         assert!(resumed.contains(&want), "{want} not in {resumed:?}");
     }
+}
+
+/// Pieces are halved as they are taken while fewer wait than there are
+/// other workers; the halves are ordinary pieces in the sidecar, so a
+/// resume fetches exactly what is missing.
+#[tokio::test]
+async fn split_pieces_are_fetched_once_and_resumed() {
+    let srv = Server::start().await;
+    let size = 32 * MIB;
+    srv.put_generated("split.tar", 19, size);
+    // Four pieces of 8 MiB and four workers: the first piece is the
+    // probe's; of the three left, the second is halved as it is taken
+    // (its half goes first), the half is too small to halve again, the
+    // third is halved. Every stream stops after 2 MiB.
+    let job = cancelled_at_stall(&srv, ("split.tar", size), 2 * MIB, 4, segmented(4)).await;
+    let first = srv.store.stats("split.tar");
+    let mut ranges: Vec<String> = first.ranges().into_iter().flatten().collect();
+    ranges.sort_by_key(|r| {
+        r["bytes=".len()..r.find('-').unwrap()]
+            .parse::<u64>()
+            .unwrap()
+    });
+    let want: Vec<String> = [(0, 8), (8, 12), (12, 16), (16, 20)]
+        .iter()
+        .map(|(a, b)| format!("bytes={}-{}", a * MIB, b * MIB - 1))
+        .collect();
+    assert_eq!(ranges, want);
+    let written = sidecar_written(&srv, "split.tar");
+    assert_eq!(
+        written,
+        [2, 10, 14, 18, 20, 24].map(|m| m * MIB),
+        "six pieces in file order"
+    );
+
+    let dl = downloader(segmented(4), &srv.clock);
+    let (r, events) = fetch_all(&dl, job).await;
+    assert_fetched(&r.unwrap(), &generated(19, size));
+    assert_eq!(started_from(&events), 8 * MIB);
+    let stats = srv.store.stats("split.tar");
+    assert_eq!(stats.bytes_served, size, "not one byte twice");
 }
 
 #[tokio::test]
@@ -1370,16 +1452,18 @@ async fn a_download_interrupted_on_a_nearly_full_disk_resumes() {
         piece_size: 32 * MIB,
         ..segmented(4)
     };
-    // Four segments of 20 MiB, each stopped after 5 MiB: a quarter.
-    cancel_job_at_stall(&srv, job.clone(), 5 * MIB, 4, config.clone()).await;
-    assert_eq!(recorded(&job), size / 4);
+    // Four pieces of 20 MiB, halved as they are taken while fewer wait
+    // than there are workers: the four streams in flight each stop after
+    // 2 MiB.
+    cancel_job_at_stall(&srv, job.clone(), 2 * MIB, 4, config.clone()).await;
+    assert_eq!(recorded(&job), 8 * MIB);
     assert!(fs.free() <= 20 * MIB, "{} bytes free", fs.free());
 
     let dl = downloader(config, &srv.clock);
     let (r, events) = fetch_all(&dl, job).await;
     let f = r.unwrap();
     assert!(holds_generated(&f.path, 40, size), "content differs");
-    assert_eq!(started_from(&events), size / 4);
+    assert_eq!(started_from(&events), 8 * MIB);
     assert_eq!(srv.served("big.tar"), size, "not one byte twice");
 }
 

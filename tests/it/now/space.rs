@@ -1,6 +1,6 @@
 //! Free space on a nearly full disk, end to end: `download_dir` is a
 //! 100 MiB tmpfs (tests and CI run as root; elsewhere the test says it
-//! skipped), and an 80 MiB backup interrupted at a quarter is published by
+//! skipped), and an 80 MiB backup interrupted early is published by
 //! the next run.
 
 use std::time::Duration;
@@ -14,7 +14,7 @@ use crate::common::*;
 
 const MIB: u64 = 1 << 20;
 
-/// SIGTERM a quarter into an 80 MiB base backup on a 100 MiB file system:
+/// SIGTERM 8 MiB into an 80 MiB base backup on a 100 MiB file system:
 /// the preallocated part file leaves 20 MiB free, which is all the next
 /// run needs (nothing), so it resumes and publishes the backup.
 #[test]
@@ -24,7 +24,7 @@ fn a_backup_interrupted_on_a_nearly_full_disk_is_published_by_the_next_run() {
         return;
     };
     let text = h.config_text(&Cfg::default().postgres_only())
-        + "\n[transfer]\nfree_space_margin = \"4MiB\"\n";
+        + "\n[transfer]\nfree_space_margin = \"4MiB\"\nsegments = 4\n";
     h.write_config_text(&text);
     let len = 80 * MIB;
     let start = whole_seconds(h.emulator.clock().now() - Age::hours(1));
@@ -32,10 +32,13 @@ fn a_backup_interrupted_on_a_nearly_full_disk_is_published_by_the_next_run() {
     sample::add_generated_pg_base_backup(h.emulator.state(), PG, id, start, len, 43).unwrap();
     let backup = h.pg_backups(PgBackupKind::Base).pop().unwrap();
     let key = backup.file.cos_key.clone();
-    // Four segments of 20 MiB, each stopped after 5 MiB.
+    // Four pieces of 20 MiB (`segments = 4` caps the connections and so
+    // sets the piece count), halved as they are taken while fewer wait
+    // than there are workers; the four streams in flight each stop after
+    // 2 MiB.
     h.emulator.cos().add_fault(
         FaultTarget::Key(key.clone()),
-        Fault::StallAfter(5 * MIB),
+        Fault::StallAfter(2 * MIB),
         Repeat::Times(4),
     );
     let sidecar = h
@@ -50,7 +53,7 @@ fn a_backup_interrupted_on_a_nearly_full_disk_is_published_by_the_next_run() {
     wait_for(
         Duration::from_secs(60),
         "the download to record progress",
-        || recorded() >= len / 4,
+        || recorded() >= 8 * MIB,
     );
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -58,7 +61,7 @@ fn a_backup_interrupted_on_a_nearly_full_disk_is_published_by_the_next_run() {
         .unwrap();
     assert!(status.success());
     h.wait(child).assert_code(130);
-    assert_eq!(recorded(), len / 4);
+    assert_eq!(recorded(), 8 * MIB);
     h.emulator.cos().release_stalls();
 
     let run = h.now();

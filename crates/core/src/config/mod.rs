@@ -127,7 +127,8 @@ pub struct TransferConfig {
     pub concurrency: NonZeroUsize,
     /// Whole-process download limit in bytes per second; `None` = unlimited.
     pub bandwidth_limit: Option<u64>,
-    /// Parallel ranges per large file (`segments`, default 4, at most 16).
+    /// The most connections for one large file (`segments`, default 16, at
+    /// most 16); how many it really uses is found while it downloads.
     pub segments: NonZeroUsize,
     /// Files at least this large are downloaded in segments (default 64 MiB).
     pub segment_threshold: u64,
@@ -149,7 +150,7 @@ impl Default for TransferConfig {
         Self {
             concurrency: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
             bandwidth_limit: None,
-            segments: NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN),
+            segments: NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN),
             segment_threshold: 64 << 20,
             url_lifetime_hours: 12,
             free_space_margin: 1 << 30,

@@ -10,13 +10,19 @@ use crate::private_files::FileModes;
 /// Tuning of the transfer engine. `Default` gives the production values.
 #[derive(Debug, Clone)]
 pub struct TransferConfig {
-    /// Connections for one large file.
+    /// The most connections for one large file. How many it really uses
+    /// is found while it downloads (see `transfer::adaptive`): a few at
+    /// first, more while the total rate keeps rising.
     pub segments: usize,
-    /// Files of at least this many bytes are fetched over `segments`
+    /// How often the adaptive connection count measures the rate of a
+    /// segmented file and adjusts.
+    pub adapt_interval: Duration,
+    /// Files of at least this many bytes are fetched over up to `segments`
     /// connections.
     pub segment_threshold: u64,
     /// A large file is cut into pieces of about this size (at least
-    /// `segments` of them), fetched in file order by the connections.
+    /// `segments` of them, so every allowed connection has one), fetched
+    /// in file order by the connections.
     pub piece_size: u64,
     /// Files in flight at once.
     pub max_files: usize,
@@ -62,7 +68,8 @@ pub struct TransferConfig {
 impl Default for TransferConfig {
     fn default() -> Self {
         Self {
-            segments: 4,
+            segments: 16,
+            adapt_interval: Duration::from_millis(500),
             segment_threshold: 64 * 1024 * 1024,
             piece_size: 32 * 1024 * 1024,
             max_files: 4,

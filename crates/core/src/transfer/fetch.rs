@@ -13,6 +13,7 @@
 //! within the budget.
 
 use std::os::unix::fs::FileExt as _;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -366,6 +367,10 @@ impl Stream {
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
                 let (code, _) = self.error_body(resp).await;
+                if status == 503 || status == 429 || code == "SlowDown" {
+                    // Fewer connections, says the adaptive count.
+                    self.pass.throttled.fetch_add(1, Ordering::Relaxed);
+                }
                 Err(Attempt::Retry {
                     error: format!("server answered {status} {code}"),
                     retry_after,

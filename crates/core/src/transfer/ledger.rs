@@ -105,6 +105,29 @@ impl Ledger {
         st.since_save = st.since_save.max(self.checkpoint_bytes);
     }
 
+    /// Cut the part of segment `seg` not yet written in two, if that part
+    /// is at least `2 * min` bytes and there are fewer than `max_segments`
+    /// segments: `seg` keeps the first half, and the second half becomes a
+    /// new segment at the end of the list, whose index is returned. Only
+    /// for a segment no stream is fetching (its stream would not know
+    /// that its end moved).
+    pub(crate) fn split(&self, seg: usize, min: u64, max_segments: usize) -> Option<usize> {
+        let mut st = self.lock();
+        if st.segments.len() >= max_segments {
+            return None;
+        }
+        let s = st.segments.get_mut(seg)?;
+        let left = s.end.saturating_sub(s.written);
+        if left < min.max(1).saturating_mul(2) {
+            return None;
+        }
+        let mid = s.written + left / 2;
+        let tail = SegmentState::new(mid, s.end);
+        s.end = mid;
+        st.segments.push(tail);
+        Some(st.segments.len() - 1)
+    }
+
     /// Segment `seg` is now written up to `written`. Returns whether a
     /// sidecar save is due (the caller is on a blocking thread and saves).
     pub(crate) fn advance(&self, seg: usize, written: u64) -> bool {
@@ -165,7 +188,13 @@ impl Ledger {
                 etag: st.object.etag.clone(),
                 server_crc64: st.object.crc64,
                 boot_id: sidecar::boot_id().map(str::to_owned),
-                segments: st.segments.clone(),
+                // Split pieces are appended; the sidecar lists them in file
+                // order, as a resume checks.
+                segments: {
+                    let mut segments = st.segments.clone();
+                    segments.sort_by_key(|s| s.start);
+                    segments
+                },
             }
         };
         sidecar::store(&self.paths, &sidecar)
@@ -205,15 +234,22 @@ impl Ledger {
         self.progress.notify_all();
     }
 
-    /// Block until segment `seg` is written beyond `pos`; returns the new
-    /// written offset, or `None` once the pass is aborted.
-    fn wait_beyond(&self, seg: usize, pos: u64) -> Option<u64> {
+    /// Block until the byte at `pos` is written; returns how far the
+    /// segment holding it is written, or `None` once the pass is aborted
+    /// (or if no segment holds `pos`, which tiling rules out).
+    fn wait_at(&self, pos: u64) -> Option<u64> {
         let mut st = self.lock();
         loop {
             if self.aborted.load(Ordering::SeqCst) {
                 return None;
             }
-            let written = st.segments.get(seg).map(|s| s.written)?;
+            // Segments tile the file but split ones are appended, so they
+            // are searched rather than walked in order.
+            let written = st
+                .segments
+                .iter()
+                .find(|s| s.start <= pos && pos < s.end)
+                .map(|s| s.written)?;
             if written > pos {
                 return Some(written);
             }
@@ -253,21 +289,18 @@ pub(crate) async fn run_syncer(
 /// to the archive content check the file name calls for. Blocking. `Ok(None)`
 /// when the pass was aborted.
 pub(crate) fn trailing_hash(ledger: &Ledger, file: &File) -> std::io::Result<Option<Digests>> {
-    let bounds: Vec<(u64, u64)> = ledger.segments().iter().map(|s| (s.start, s.end)).collect();
     let mut digest = FileDigest::for_file(&ledger.file_name);
     let mut buf = vec![0u8; READ_CHUNK];
-    for (seg, (start, end)) in bounds.into_iter().enumerate() {
-        let mut pos = start;
-        while pos < end {
-            let Some(written) = ledger.wait_beyond(seg, pos) else {
-                return Ok(None);
-            };
-            while pos < written {
-                let n = (written - pos).min(buf.len() as u64) as usize;
-                file.read_exact_at(&mut buf[..n], pos)?;
-                digest.update(&buf[..n]);
-                pos += n as u64;
-            }
+    let mut pos = 0;
+    while pos < ledger.expected_size {
+        let Some(written) = ledger.wait_at(pos) else {
+            return Ok(None);
+        };
+        while pos < written {
+            let n = (written - pos).min(buf.len() as u64) as usize;
+            file.read_exact_at(&mut buf[..n], pos)?;
+            digest.update(&buf[..n]);
+            pos += n as u64;
         }
     }
     Ok(Some(digest.finish()))
@@ -380,6 +413,67 @@ mod tests {
         l.advance(0, 10);
         l.abort();
         assert_eq!(hasher.join().unwrap().unwrap(), None);
+    }
+
+    /// A split segment's second half is appended: the hasher still reads
+    /// the file in order, and the sidecar lists the pieces in order.
+    #[test]
+    fn split_segments_are_hashed_and_saved_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let path = dir.path().join("f.part");
+        let file = Arc::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap(),
+        );
+        file.set_len(10_000).unwrap();
+        let l = ledger(dir.path(), 10_000, 2);
+        l.advance(1, 5_500);
+        // What is left of [5000, 10000) is [5500, 10000): halves at 7750.
+        assert_eq!(l.split(1, 1_000, 8), Some(2));
+        let segs = l.segments();
+        assert_eq!(
+            (segs[1].start, segs[1].end, segs[1].written),
+            (5_000, 7_750, 5_500)
+        );
+        assert_eq!(
+            (segs[2].start, segs[2].end, segs[2].written),
+            (7_750, 10_000, 7_750)
+        );
+        assert_eq!(l.split(1, 2_000, 8), None, "2250 left is under twice 2000");
+        assert_eq!(l.split(0, 1_000, 3), None, "three segments already");
+        assert_eq!(l.split(9, 1, 8), None, "no such segment");
+
+        let (l2, f2) = (l.clone(), file.clone());
+        let hasher = std::thread::spawn(move || trailing_hash(&l2, &f2));
+        file.write_all_at(&data[5_000..5_500], 5_000).unwrap();
+        for (i, s) in l.segments().iter().enumerate().rev() {
+            let mut pos = s.written;
+            while pos < s.end {
+                let n = (s.end - pos).min(777);
+                file.write_all_at(&data[pos as usize..(pos + n) as usize], pos)
+                    .unwrap();
+                pos += n;
+                l.advance(i, pos);
+            }
+        }
+        let d = hasher.join().unwrap().unwrap().unwrap();
+        let mut want = FileDigest::new();
+        want.update(&data);
+        assert_eq!(d, want.finish());
+
+        l.save().unwrap();
+        let saved = sidecar::load(&PartialPaths::new(dir.path(), "f").sidecar)
+            .unwrap()
+            .unwrap();
+        let starts: Vec<u64> = saved.segments.iter().map(|s| s.start).collect();
+        assert_eq!(starts, [0, 5_000, 7_750]);
+        assert!(sidecar::segments_tile(&saved.segments, 10_000));
     }
 
     /// The trailing hasher feeds the archive check the file's name calls

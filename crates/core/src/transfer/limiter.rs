@@ -6,6 +6,7 @@
 //! It runs on tokio's clock, so tests drive it with a paused runtime.
 
 use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,6 +17,9 @@ use crate::token_bucket::TokenBucket;
 pub struct BandwidthLimiter {
     rate: u64,
     bucket: Mutex<TokenBucket>,
+    /// Bytes accounted for since the start, so a caller can tell how much
+    /// of the rate the whole process is spending.
+    taken: AtomicU64,
 }
 
 impl BandwidthLimiter {
@@ -27,12 +31,18 @@ impl BandwidthLimiter {
         Self {
             rate,
             bucket: Mutex::new(TokenBucket::new(rate as f64, burst as f64)),
+            taken: AtomicU64::new(0),
         }
     }
 
     /// The configured rate in bytes per second.
     pub fn rate(&self) -> u64 {
         self.rate
+    }
+
+    /// Bytes accounted for so far, by every stream of the process.
+    pub fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
     }
 
     /// Account for `n` bytes, waiting as long as the bucket is in debt.
@@ -46,6 +56,7 @@ impl BandwidthLimiter {
     /// Take `n` tokens now and return how long the caller must wait to pay
     /// back any debt.
     fn take(&self, n: u64) -> Duration {
+        self.taken.fetch_add(n, Ordering::Relaxed);
         // A poisoned lock only means a panic elsewhere between two float
         // updates; the bucket is still usable.
         let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
@@ -73,6 +84,7 @@ mod tests {
         let secs = start.elapsed().as_secs_f64();
         // 40 MiB at 4 MiB/s, minus the initial 1 MiB burst.
         assert!((9.6..=9.9).contains(&secs), "took {secs}s");
+        assert_eq!(limiter.taken(), 40 * MIB);
     }
 
     #[tokio::test(start_paused = true)]

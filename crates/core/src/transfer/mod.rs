@@ -13,8 +13,10 @@
 //! - **Plan**: a valid sidecar for the same backup, name and size means
 //!   resume from its trusted offsets (see [`sidecar`]); anything else means
 //!   start over. The part file is allocated at full size up front. Files of
-//!   at least `segment_threshold` bytes are cut into pieces that `segments`
-//!   connections take in file order; smaller ones are one stream.
+//!   at least `segment_threshold` bytes are cut into pieces that several
+//!   connections take in file order; smaller ones are one stream. How many
+//!   connections is measured while the file downloads (see `adaptive.rs`),
+//!   at most `segments`.
 //! - **Free space** is checked before the first byte: the bytes not yet
 //!   allocated to the part file (none for a part file an earlier run
 //!   preallocated) against the free figure less what other files in
@@ -49,6 +51,7 @@
 //!   not add up to the CRC COS announced, the file is fetched once more
 //!   from byte 0.
 
+mod adaptive;
 mod config;
 mod downloader;
 mod error;

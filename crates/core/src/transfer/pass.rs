@@ -5,6 +5,7 @@
 //! streams is the [`PassCtx`].
 
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -86,6 +87,9 @@ pub(crate) struct PassCtx {
     /// Set once the object's identity is known, so segments may start.
     pub(super) object_ready: watch::Sender<bool>,
     pub(super) segmented: bool,
+    /// Throttling answers (503, 429, SlowDown) seen by the streams, for
+    /// the adaptive connection count.
+    pub(super) throttled: AtomicU64,
 }
 
 /// Wakes a pass's trailing hasher for good when dropped. The hasher is a
@@ -153,6 +157,7 @@ pub(super) async fn run_pass(
         cancel: ctx.cancel.child_token(),
         object_ready: watch::Sender::new(known),
         segmented,
+        throttled: AtomicU64::new(0),
     });
 
     let inline = !segmented && plan.segments.first().is_some_and(|s| s.written == s.start);

@@ -151,8 +151,8 @@ mod tests {
             assert!(sidecar::segments_tile(&plan.segments, size), "{size}");
         }
         // Below the cap, pieces keep their configured size.
-        let plan = Plan::fresh(10 * config.piece_size, true, &config);
-        assert_eq!(plan.segments.len(), 10);
+        let plan = Plan::fresh(20 * config.piece_size, true, &config);
+        assert_eq!(plan.segments.len(), 20);
         let plan = Plan::fresh(config.piece_size, true, &config);
         assert_eq!(plan.segments.len(), config.segments);
     }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::faults::BodyPlan;
 use super::generate::fill_generated;
-use super::stats::LiveRecord;
+use super::stats::{LiveRecord, OpenBody};
 use super::{CosStore, ObjectBody, ObjectOptions, Version};
 
 /// Chunk size when the response is not rate-capped.
@@ -43,6 +43,8 @@ pub(crate) struct BodyStream {
     key: String,
     opts: ObjectOptions,
     record: Arc<LiveRecord>,
+    /// Counts this body as streaming in the key's statistics while it lives.
+    _open: OpenBody,
     stall_release: watch::Receiver<u64>,
     done: bool,
 }
@@ -81,6 +83,7 @@ impl BodyStream {
             store,
             key,
             opts: version.opts.clone(),
+            _open: record.open_body(),
             record,
             stall_release,
             done: false,

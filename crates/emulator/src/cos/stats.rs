@@ -34,6 +34,9 @@ pub struct ObjectStats {
     pub records: Vec<RequestRecord>,
     /// Requests not kept in `records` because the list was full.
     pub dropped_records: u64,
+    /// The most response bodies of the key that were streaming at once
+    /// (one per connection: how many connections a client really used).
+    pub peak_open_bodies: u64,
 }
 
 impl ObjectStats {
@@ -75,6 +78,14 @@ impl LiveRecord {
         self.status.store(status, Ordering::Relaxed);
     }
 
+    /// Count a response body as streaming until the returned guard drops.
+    pub(crate) fn open_body(&self) -> OpenBody {
+        let key = Arc::clone(&self.key);
+        let now = key.open_bodies.fetch_add(1, Ordering::Relaxed) + 1;
+        key.peak_open_bodies.fetch_max(now, Ordering::Relaxed);
+        OpenBody(key)
+    }
+
     /// Count `n` body bytes as sent.
     pub(crate) fn add_bytes(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
@@ -82,10 +93,22 @@ impl LiveRecord {
     }
 }
 
+/// A response body counted as streaming; dropping it counts it out.
+#[derive(Debug)]
+pub(crate) struct OpenBody(Arc<KeyStats>);
+
+impl Drop for OpenBody {
+    fn drop(&mut self) {
+        self.0.open_bodies.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Counters of one key.
 #[derive(Debug, Default)]
 pub(crate) struct KeyStats {
     requests: AtomicU64,
+    open_bodies: AtomicU64,
+    peak_open_bodies: AtomicU64,
     bytes: AtomicU64,
     dropped: AtomicU64,
     records: Mutex<Vec<Arc<LiveRecord>>>,
@@ -140,6 +163,7 @@ impl KeyStats {
             bytes_served: self.bytes.load(Ordering::Relaxed),
             records,
             dropped_records: self.dropped.load(Ordering::Relaxed),
+            peak_open_bodies: self.peak_open_bodies.load(Ordering::Relaxed),
         }
     }
 }
@@ -166,5 +190,19 @@ mod tests {
         assert_eq!(snap.count_status(200), 1);
         assert_eq!(snap.intranet_requests(), 1);
         assert!(snap.records[1].intranet);
+        assert_eq!(snap.peak_open_bodies, 0);
+    }
+
+    #[test]
+    fn the_peak_of_open_bodies_is_kept() {
+        let key = Arc::new(KeyStats::default());
+        let a = key.begin("GET", None, false);
+        let b = key.begin("GET", None, false);
+        let (x, y) = (a.open_body(), b.open_body());
+        drop(x);
+        let z = a.open_body();
+        drop((y, z));
+        let _w = a.open_body();
+        assert_eq!(key.snapshot().peak_open_bodies, 2);
     }
 }
