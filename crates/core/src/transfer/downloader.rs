@@ -260,6 +260,7 @@ impl Downloader {
             resumed_from,
             restarts,
             content: digests.content,
+            rdb: digests.rdb,
         })
     }
 

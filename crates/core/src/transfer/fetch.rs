@@ -132,7 +132,9 @@ impl Stream {
             batch: None,
             batch_start: s.written,
             writer: None,
-            digest: inline_hash.then(|| FileDigest::for_file(&pass.file.file.file_name)),
+            digest: inline_hash.then(|| {
+                FileDigest::for_file(&pass.file.file.file_name, pass.ledger.expected_size())
+            }),
             attempts: 0,
             expired_streak: 0,
             pass,

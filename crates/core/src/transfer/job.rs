@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use super::error::UrlSourceError;
 use super::sidecar::{self, PartialPaths};
 use crate::verify::archive::ContentCheck;
+use crate::verify::rdb::{RdbError, RdbSummary};
 use crate::verify::Digests;
 use tcbackup_signing::secret::SignedUrl;
 
@@ -84,6 +85,9 @@ pub struct FetchedFile {
     /// What the archive content check, run on the same bytes as the
     /// digests, found.
     pub content: ContentCheck,
+    /// What the RDB structure check, run on the same bytes, found (for a
+    /// `*.rdb` name; `None` otherwise).
+    pub rdb: Option<Result<RdbSummary, RdbError>>,
 }
 
 impl FetchedFile {
@@ -94,6 +98,7 @@ impl FetchedFile {
             sha256: self.sha256,
             crc64: self.crc64,
             content: self.content,
+            rdb: self.rdb,
         }
     }
 

@@ -87,6 +87,11 @@ impl Ledger {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The size the file will have.
+    pub(crate) fn expected_size(&self) -> u64 {
+        self.expected_size
+    }
+
     /// The segments as they stand.
     pub(crate) fn segments(&self) -> Vec<SegmentState> {
         self.lock().segments.clone()
@@ -289,7 +294,7 @@ pub(crate) async fn run_syncer(
 /// to the archive content check the file name calls for. Blocking. `Ok(None)`
 /// when the pass was aborted.
 pub(crate) fn trailing_hash(ledger: &Ledger, file: &File) -> std::io::Result<Option<Digests>> {
-    let mut digest = FileDigest::for_file(&ledger.file_name);
+    let mut digest = FileDigest::for_file(&ledger.file_name, ledger.expected_size);
     let mut buf = vec![0u8; READ_CHUNK];
     let mut pos = 0;
     while pos < ledger.expected_size {

@@ -1,12 +1,14 @@
 //! Streaming digests of file contents: SHA-256 (for the manifest) together
 //! with CRC-64/XZ (for the COS check), the byte count and, for a file whose
 //! name says it is a compressed tar archive, the archive content check
-//! ([`super::archive`]), fed once per byte.
+//! ([`super::archive`]), or for one whose name ends in `.rdb` the RDB
+//! structure check ([`super::rdb`]), fed once per byte.
 
 use sha2::{Digest as _, Sha256};
 
 use super::archive::{ArchiveChecker, ArchiveFormat, ContentCheck};
 use super::crc64::Crc64;
+use super::rdb::{RdbChecker, RdbError, RdbSummary};
 
 /// Bytes read per `read` call when hashing a file: large enough that the
 /// syscall cost disappears next to the hashing, small enough to stay in L2.
@@ -23,6 +25,9 @@ pub struct Digests {
     pub crc64: u64,
     /// What the archive content check found.
     pub content: ContentCheck,
+    /// What the RDB structure check found, when the file name called for
+    /// one (`None`: not run on these bytes).
+    pub rdb: Option<Result<RdbSummary, RdbError>>,
 }
 
 /// A running SHA-256.
@@ -55,6 +60,7 @@ pub struct FileDigest {
     crc64: Crc64,
     len: u64,
     archive: Option<Box<ArchiveChecker>>,
+    rdb: Option<Box<RdbChecker>>,
 }
 
 impl std::fmt::Debug for FileDigest {
@@ -71,12 +77,18 @@ impl FileDigest {
         Self::default()
     }
 
-    /// A digest of the empty prefix of the file named `file_name`, with the
-    /// archive content check its name calls for, if any.
-    pub fn for_file(file_name: &str) -> Self {
+    /// A digest of the empty prefix of the file named `file_name`, of
+    /// `size` bytes in all, with the content check its name calls for, if
+    /// any: the archive check, or the RDB structure check for `*.rdb` (the
+    /// footer is found by the size).
+    pub fn for_file(file_name: &str, size: u64) -> Self {
+        let is_rdb = std::path::Path::new(file_name)
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("rdb"));
         Self {
             archive: ArchiveFormat::from_file_name(file_name)
                 .map(|f| Box::new(ArchiveChecker::new(f))),
+            rdb: is_rdb.then(|| Box::new(RdbChecker::new(size))),
             ..Self::default()
         }
     }
@@ -89,6 +101,14 @@ impl FileDigest {
         if let Some(archive) = self.archive.as_mut() {
             archive.update(bytes);
         }
+        if let Some(rdb) = self.rdb.as_mut() {
+            rdb.update(bytes);
+        }
+    }
+
+    /// Whether the RDB structure check runs on these bytes.
+    pub fn checks_rdb(&self) -> bool {
+        self.rdb.is_some()
     }
 
     /// How many bytes were fed.
@@ -111,6 +131,7 @@ impl FileDigest {
                 Some(archive) => ContentCheck::Archive(archive.finish()),
                 None => ContentCheck::NotChecked,
             },
+            rdb: self.rdb.map(|rdb| rdb.finish()),
         }
     }
 }

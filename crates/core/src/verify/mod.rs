@@ -5,8 +5,8 @@
 //!
 //! Everything here is synchronous and reads with large buffers; call it from
 //! `tokio::task::spawn_blocking`. [`verify_with_digests`] reuses the digests
-//! (and the archive check) the transfer computed while streaming, so a file
-//! is read at most once more (and not at all unless it is an RDB file).
+//! (and the archive or RDB check) the transfer computed while streaming, so
+//! a file is not read again (only an RDB not named `*.rdb` is).
 
 pub mod archive;
 pub mod crc64;
@@ -161,8 +161,9 @@ pub fn verify_file(path: &Path, expect: &Expectations) -> Result<Verified, Verif
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    let mut digest = FileDigest::for_file(&name);
-    let mut rdb = expect.rdb.then(|| RdbChecker::new(actual));
+    let mut digest = FileDigest::for_file(&name, actual);
+    // An RDB not named `*.rdb` gets its own checker on the same read.
+    let mut rdb = (expect.rdb && !digest.checks_rdb()).then(|| RdbChecker::new(actual));
     read_all(&mut file, path, |chunk| {
         digest.update(chunk);
         if let Some(rdb) = rdb.as_mut() {
@@ -171,15 +172,20 @@ pub fn verify_file(path: &Path, expect: &Expectations) -> Result<Verified, Verif
     })?;
     let digests = digest.finish();
     check_digests(path, &digests, expect)?;
-    if let Some(rdb) = rdb {
-        rdb.finish().map_err(|e| VerifyError::from_rdb(path, e))?;
+    if expect.rdb {
+        let found = match rdb {
+            Some(rdb) => rdb.finish(),
+            None => digests.rdb.unwrap_or(Err(RdbError::BadMagic)),
+        };
+        found.map_err(|e| VerifyError::from_rdb(path, e))?;
     }
     Ok(digests.into())
 }
 
 /// Check `path` against `expect` using digests already computed while the
-/// file was written. Only an RDB file is read again (its footer covers the
-/// whole content with a different CRC). Blocking.
+/// file was written. The RDB check comes from the same bytes when the
+/// digests carry it (a `*.rdb` name); only an RDB under another name is
+/// read again. Blocking.
 pub fn verify_with_digests(
     path: &Path,
     digests: &Digests,
@@ -188,9 +194,15 @@ pub fn verify_with_digests(
     let (mut file, actual) = open_sized(path, expect.size)?;
     check_digests(path, digests, expect)?;
     if expect.rdb {
-        let mut rdb = RdbChecker::new(actual);
-        read_all(&mut file, path, |chunk| rdb.update(chunk))?;
-        rdb.finish().map_err(|e| VerifyError::from_rdb(path, e))?;
+        let found = match digests.rdb {
+            Some(streamed) => streamed,
+            None => {
+                let mut rdb = RdbChecker::new(actual);
+                read_all(&mut file, path, |chunk| rdb.update(chunk))?;
+                rdb.finish()
+            }
+        };
+        found.map_err(|e| VerifyError::from_rdb(path, e))?;
     }
     Ok((*digests).into())
 }
@@ -348,6 +360,7 @@ mod tests {
                 sha256: v.sha256,
                 crc64: v.crc64,
                 content: ContentCheck::NotChecked,
+                rdb: None,
             },
             &expect,
         )
@@ -370,6 +383,54 @@ mod tests {
         ));
     }
 
+    /// One pass over the bytes: the RDB check of a `*.rdb` file runs in the
+    /// transfer's digest, and `verify_with_digests` takes its answer instead
+    /// of reading the file again. Shown with a file on disk that is no RDB
+    /// at all: only the streamed answer is used.
+    #[test]
+    fn the_rdb_check_streamed_with_the_digests_is_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = rdb_file();
+        let size = good.len() as u64;
+        let expect = Expectations {
+            size,
+            server_crc64: None,
+            rdb: true,
+        };
+        let p = write(dir.path(), "dump.rdb", &vec![0u8; good.len()]);
+
+        let mut streamed = FileDigest::for_file("dump.rdb", size);
+        assert!(streamed.checks_rdb());
+        for piece in good.chunks(7) {
+            streamed.update(piece);
+        }
+        let digests = streamed.finish();
+        assert!(matches!(digests.rdb, Some(Ok(_))), "{:?}", digests.rdb);
+        verify_with_digests(&p, &digests, &expect).expect("the streamed check stands");
+
+        let mut bad = good.clone();
+        bad[12] ^= 0x40;
+        let mut streamed = FileDigest::for_file("dump.rdb", size);
+        streamed.update(&bad);
+        let digests = streamed.finish();
+        assert!(matches!(
+            verify_with_digests(&p, &digests, &expect),
+            Err(VerifyError::RdbChecksumMismatch { .. })
+        ));
+
+        // Without a streamed answer (a name that is not `*.rdb`) the file
+        // is read, and the zeros on disk are no RDB.
+        let digests = Digests {
+            rdb: None,
+            ..digests
+        };
+        assert!(matches!(
+            verify_with_digests(&p, &digests, &expect),
+            Err(VerifyError::RdbBadMagic { .. })
+        ));
+        assert!(!FileDigest::for_file("dump.tar.gz", size).checks_rdb());
+    }
+
     #[test]
     fn digests_that_disagree_with_expectations_fail_without_reading() {
         let dir = tempfile::tempdir().unwrap();
@@ -379,6 +440,7 @@ mod tests {
             sha256: [0; 32],
             crc64: 5,
             content: ContentCheck::NotChecked,
+            rdb: None,
         };
         let err = verify_with_digests(
             &p,
@@ -451,7 +513,7 @@ mod tests {
             "{text}"
         );
         // Digests carried from the transfer with a failed check fail too.
-        let mut digest = FileDigest::for_file("bad.tar.gz");
+        let mut digest = FileDigest::for_file("bad.tar.gz", bad.len() as u64);
         digest.update(&bad);
         let digests = digest.finish();
         let err = verify_with_digests(&p, &digests, &expect).unwrap_err();
