@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::context;
-use tcbackup_core::config::{Config, InstanceConfig, Schedule};
+use tcbackup_core::config::{Config, InstanceConfig};
 use tcbackup_core::exit::Exit;
 use tcbackup_core::service::metrics::{self, LastRun};
 use tcbackup_core::store::{LocalSet, Store};
@@ -112,6 +112,8 @@ struct InstanceStatus {
     last_cycle: Option<LastCycle>,
     /// When the daemon's next run is due (before its jitter), if known.
     next_run: Option<String>,
+    /// Whether that time has passed: no daemon ran the cycle it planned.
+    next_run_overdue: bool,
     /// Whether all is well (see the module doc).
     fresh: bool,
     /// Why not, when not.
@@ -172,7 +174,11 @@ fn assess(
         })
     });
     let last_start = last_run.and_then(|run| unix(run.at_unix));
-    let next_run = next_run(&config.schedule, config, last_start, now).map(|t| t.to_rfc3339());
+    // No file records the daemon's plan: the next run follows from the
+    // schedule and the last start (`None` for an interval and no start).
+    let next = config
+        .schedule
+        .next_after(config.time_zone, last_start, now);
     let stale_after = config.stale_after.as_secs();
     let problem = match (&newest_set, last_run) {
         (None, _) => Some("no backup set on disk".to_string()),
@@ -189,22 +195,11 @@ fn assess(
         service: instance.service.to_string(),
         newest_set,
         last_cycle,
-        next_run,
+        next_run: next.map(|t| t.to_rfc3339()),
+        next_run_overdue: next.is_some_and(|t| t < now),
         fresh: problem.is_none(),
         problem,
     }
-}
-
-/// The next run: computed from the schedule and the last start, since no
-/// file records the daemon's plan. `None` for an interval schedule with no
-/// recorded cycle.
-fn next_run(
-    schedule: &Schedule,
-    config: &Config,
-    last_start: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    schedule.next_after(config.time_zone, last_start, now)
 }
 
 impl InstanceStatus {
@@ -232,6 +227,10 @@ impl InstanceStatus {
             None => "last cycle unknown".to_string(),
         };
         let next = match &self.next_run {
+            Some(t) if self.next_run_overdue => format!(
+                "next run was due {} (overdue: is the daemon running?)",
+                short_time(t)
+            ),
             Some(t) => format!("next run {}", short_time(t)),
             None => "next run unknown".to_string(),
         };
@@ -381,6 +380,37 @@ mod tests {
         );
         assert!(!s.last_cycle.as_ref().unwrap().ok);
         assert!(s.line().contains("last cycle FAILED"), "{}", s.line());
+    }
+
+    #[test]
+    fn a_next_run_that_has_passed_is_called_overdue() {
+        let config = config(CONFIG);
+        let last = run(at("2026-12-03T10:00:00Z").timestamp(), true);
+        let due = assess(
+            &config.instances[0],
+            None,
+            Some(&last),
+            &config,
+            at("2026-12-03T12:00:00Z"),
+        );
+        assert!(!due.next_run_overdue);
+        assert!(!due.line().contains("overdue"), "{}", due.line());
+        let late = assess(
+            &config.instances[0],
+            None,
+            Some(&last),
+            &config,
+            at("2026-12-03T17:00:00Z"),
+        );
+        assert_eq!(late.next_run.as_deref(), Some("2026-12-03T16:00:00+00:00"));
+        assert!(late.next_run_overdue);
+        assert!(
+            late.line().contains(
+                "next run was due 2026-12-03 16:00 +00:00 (overdue: is the daemon running?)"
+            ),
+            "{}",
+            late.line()
+        );
     }
 
     #[test]
