@@ -106,6 +106,15 @@ impl FileDigest {
         }
     }
 
+    /// Run the RDB structure check on these bytes whatever the file name
+    /// (a file of `size` bytes the caller knows is an RDB).
+    pub fn with_rdb_check(mut self, size: u64) -> Self {
+        if self.rdb.is_none() {
+            self.rdb = Some(Box::new(RdbChecker::new(size)));
+        }
+        self
+    }
+
     /// Whether the RDB structure check runs on these bytes.
     pub fn checks_rdb(&self) -> bool {
         self.rdb.is_some()

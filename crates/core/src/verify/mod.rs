@@ -162,21 +162,13 @@ pub fn verify_file(path: &Path, expect: &Expectations) -> Result<Verified, Verif
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let mut digest = FileDigest::for_file(&name, actual);
-    // An RDB not named `*.rdb` gets its own checker on the same read.
-    let mut rdb = (expect.rdb && !digest.checks_rdb()).then(|| RdbChecker::new(actual));
-    read_all(&mut file, path, |chunk| {
-        digest.update(chunk);
-        if let Some(rdb) = rdb.as_mut() {
-            rdb.update(chunk);
-        }
-    })?;
+    if expect.rdb {
+        digest = digest.with_rdb_check(actual);
+    }
+    read_all(&mut file, path, |chunk| digest.update(chunk))?;
     let digests = digest.finish();
     check_digests(path, &digests, expect)?;
-    if expect.rdb {
-        let found = match rdb {
-            Some(rdb) => rdb.finish(),
-            None => digests.rdb.unwrap_or(Err(RdbError::BadMagic)),
-        };
+    if let (true, Some(found)) = (expect.rdb, digests.rdb) {
         found.map_err(|e| VerifyError::from_rdb(path, e))?;
     }
     Ok(digests.into())
